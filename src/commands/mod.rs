@@ -1,0 +1,15 @@
+//! The CLI's subcommands. `main.rs` only parses arguments; the work is here so that tests
+//! can call it too.
+
+pub mod doctor;
+pub mod info;
+
+use std::io::Write;
+
+/// Prints a value as pretty JSON on stdout (results go to stdout, logs to stderr).
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}

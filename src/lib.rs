@@ -1,0 +1,11 @@
+//! slidestream: label-free nuclei segmentation of whole-slide images, streamed end to end.
+//!
+//! Data flows one way through modules with one job each: [`slide`] reads pixels and finds
+//! tissue, [`pipeline`] connects stages with bounded channels, [`synth`] makes H&E-like test
+//! slides with known nuclei, [`tiff`] writes pyramidal masks, and [`commands`] are the CLI's
+//! subcommands on top.
+
+pub mod commands;
+pub mod device;
+pub mod logging;
+pub mod slide;

@@ -1,0 +1,115 @@
+//! Access to whole-slide images: one trait, several readers.
+//!
+//! Everything downstream (tissue detection, training crops, segmentation tiles) reads pixels
+//! through [`Slide`], so a new format is one new implementation here.
+
+mod error;
+mod image_file;
+mod openslide;
+mod region;
+mod tiff_structure;
+
+pub use error::SlideError;
+pub use image_file::ImageSlide;
+pub use openslide::{library_version as openslide_version, OpenSlideSlide};
+use region::clip;
+pub use region::RgbRegion;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One level of a slide pyramid; level 0 is full resolution.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Level {
+    pub width: u64,
+    pub height: u64,
+    /// Level-0 pixels per pixel of this level (1.0 for level 0).
+    pub downsample: f64,
+}
+
+/// A readable slide. Implementations are `Send + Sync`: many decode workers call
+/// [`Slide::read_region`] concurrently on one shared instance.
+pub trait Slide: Send + Sync {
+    /// The file or folder the slide was opened from (used in error messages).
+    fn path(&self) -> &Path;
+    /// Pyramid levels, level 0 first; never empty.
+    fn levels(&self) -> &[Level];
+    /// Microns per pixel at level 0, `None` when the file does not say.
+    fn mpp(&self) -> Option<(f64, f64)>;
+    /// Format or scanner vendor, e.g. "aperio", "hamamatsu", "generic-tiff", "image".
+    fn vendor(&self) -> &str;
+    /// Format-specific metadata as key/value pairs.
+    fn properties(&self) -> &BTreeMap<String, String>;
+    /// Reads `w × h` pixels of `level` whose top-left corner is `(x, y)` in *that level's*
+    /// coordinates. Pixels outside the slide are white (255, 255, 255), as OpenSlide renders
+    /// transparent areas over a white background.
+    fn read_region(
+        &self,
+        level: usize,
+        x: i64,
+        y: i64,
+        w: u32,
+        h: u32,
+    ) -> Result<RgbRegion, SlideError>;
+
+    fn dimensions(&self) -> (u64, u64) {
+        let l0 = self.levels()[0];
+        (l0.width, l0.height)
+    }
+}
+
+/// Opens any supported slide: PNG/JPEG and strip TIFFs as plain images, everything else
+/// (including tiled TIFF) through OpenSlide.
+pub fn open(path: &Path) -> Result<Arc<dyn Slide>, SlideError> {
+    if !path.exists() {
+        return Err(SlideError::NotFound(path.to_path_buf()));
+    }
+    if ImageSlide::is_plain_image_extension(path) {
+        return Ok(Arc::new(ImageSlide::open(path)?));
+    }
+    let file = if path.is_dir() {
+        dicom_series_file(path)?
+    } else {
+        path.to_path_buf()
+    };
+    let tiff = is_tiff_file(&file);
+    if tiff {
+        // A truncated slide often still opens (its directories come first) and would
+        // only fail on a missing tile hours later: check every strip/tile is present.
+        tiff_structure::check(&file).map_err(|reason| SlideError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+    }
+    match OpenSlideSlide::open(path, &file) {
+        Ok(slide) => Ok(Arc::new(slide)),
+        // OpenSlide declines strip TIFFs (e.g. MoNuSeg tiles) and some single images.
+        Err(SlideError::Unsupported { .. }) if tiff => Ok(Arc::new(ImageSlide::open(path)?)),
+        Err(e) => Err(e),
+    }
+}
+
+/// OpenSlide opens a DICOM WSI through any file of the series; a folder is accepted
+/// when it holds `.dcm` files.
+fn dicom_series_file(dir: &Path) -> Result<std::path::PathBuf, SlideError> {
+    let unsupported = |reason: String| SlideError::Unsupported {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| unsupported(e.to_string()))?;
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm")))
+        .min()
+        .ok_or_else(|| unsupported("a folder without .dcm files; give a slide file".into()))
+}
+
+/// True when the file starts with a TIFF or BigTIFF signature.
+fn is_tiff_file(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && matches!(&magic, b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+")
+}
