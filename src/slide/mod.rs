@@ -7,6 +7,7 @@ mod error;
 mod image_file;
 mod openslide;
 mod region;
+mod thumbnail;
 mod tiff_structure;
 
 pub use error::SlideError;
@@ -14,6 +15,7 @@ pub use image_file::ImageSlide;
 pub use openslide::{library_version as openslide_version, OpenSlideSlide};
 use region::clip;
 pub use region::RgbRegion;
+pub use thumbnail::{read_overview, Overview};
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -13,6 +13,9 @@ pub struct OpenSlideSlide {
     properties: BTreeMap<String, String>,
     vendor: String,
     mpp: Option<(f64, f64)>,
+    /// OpenSlide 4.0.1 returns the stored YCbCr samples of some DICOM JPEG series
+    /// (tiles copied from SVS, labelled RGB); we convert them back to RGB.
+    ycbcr_as_rgb: bool,
 }
 
 /// The linked OpenSlide library's version string.
@@ -56,14 +59,72 @@ impl OpenSlideSlide {
                 .filter(|v| v.is_finite() && *v > 0.0)
         };
         let mpp = number("openslide.mpp-x").zip(number("openslide.mpp-y"));
-        Ok(Self {
+        let mut slide = Self {
             path: path.to_path_buf(),
             inner,
             levels,
             properties,
             vendor,
             mpp,
-        })
+            ycbcr_as_rgb: false,
+        };
+        if slide.may_return_ycbcr() {
+            // The coarsest level with enough pixels to judge (the tiniest ones are 1×1).
+            let level = slide
+                .levels
+                .iter()
+                .rposition(|l| l.width * l.height >= 128 * 128)
+                .unwrap_or(0);
+            let l = slide.levels[level];
+            let (w, h) = (l.width.min(512) as u32, l.height.min(512) as u32);
+            let sample = slide.read_region(level, 0, 0, w, h)?;
+            slide.ycbcr_as_rgb = looks_like_ycbcr(&sample.pixels);
+            if slide.ycbcr_as_rgb {
+                tracing::warn!(
+                    slide = %path.display(),
+                    "OpenSlide returns YCbCr for this DICOM JPEG series; converting to RGB"
+                );
+            }
+        }
+        Ok(slide)
+    }
+
+    /// DICOM JPEG-baseline series labelled RGB: OpenSlide trusts the label, but tiles
+    /// copied from SVS files are often YCbCr-coded (OpenSlide issue #772 and relatives).
+    fn may_return_ycbcr(&self) -> bool {
+        let prop = |k: &str| self.properties.get(k).map(String::as_str);
+        self.vendor == "dicom"
+            && prop("dicom.TransferSyntaxUID") == Some("1.2.840.10008.1.2.4.50")
+            && prop("dicom.PhotometricInterpretation") == Some("RGB")
+    }
+}
+
+/// True when bright pixels have their 2nd and 3rd channels near 128: the signature of
+/// YCbCr (near-white glass is Y≈240, Cb≈Cr≈128); real RGB glass is near-grey-white.
+fn looks_like_ycbcr(pixels: &[u8]) -> bool {
+    let bright: Vec<u32> = pixels
+        .chunks_exact(3)
+        .filter(|p| p[0] > 200)
+        .map(|p| u32::from(p[1].abs_diff(128)) + u32::from(p[2].abs_diff(128)))
+        .collect();
+    if bright.len() < 16 {
+        return false;
+    }
+    let near_neutral = bright.iter().filter(|&&d| d < 24).count();
+    near_neutral * 10 > bright.len() * 9
+}
+
+/// In-place full-range (JFIF) YCbCr → RGB on OpenSlide's BGRA pixels, where the Y, Cb,
+/// Cr samples sit in the R, G, B slots. Only opaque pixels carry samples.
+fn ycbcr_to_rgb_bgra(pixels: &mut [u8]) {
+    for p in pixels.chunks_exact_mut(4).filter(|p| p[3] == 255) {
+        let y = f32::from(p[2]);
+        let cb = f32::from(p[1]) - 128.0;
+        let cr = f32::from(p[0]) - 128.0;
+        let channel = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+        p[2] = channel(y + 1.402 * cr);
+        p[1] = channel(y - 0.344_136 * cb - 0.714_136 * cr);
+        p[0] = channel(y + 1.772 * cb);
     }
 }
 
@@ -134,10 +195,13 @@ impl Slide for OpenSlideSlide {
                 y: (visible.y as f64 * info.downsample).round() as u32,
             },
         };
-        let bgra = self
+        let mut bgra = self
             .inner
             .read_region(&region)
             .map_err(|e| map_error(&self.path, e))?;
+        if self.ycbcr_as_rgb {
+            ycbcr_to_rgb_bgra(&mut bgra);
+        }
         out.paste_premultiplied_bgra(&bgra, &visible, x, y);
         Ok(out)
     }
