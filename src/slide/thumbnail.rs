@@ -59,14 +59,15 @@ fn reduce_band(band: &RgbRegion, factor: u64, out: &mut RgbRegion, out_row: u64)
             for y in rows.clone() {
                 for x in cols.clone() {
                     let p = (y * bw + x) * 3;
-                    for c in 0..3 {
-                        sum[c] += u32::from(band.pixels[p + c]);
+                    for (total, &v) in sum.iter_mut().zip(&band.pixels[p..p + 3]) {
+                        *total += u32::from(v);
                     }
                 }
             }
             let n = (rows.len() * cols.len()) as u32;
-            for c in 0..3 {
-                out.pixels[dst_row + ox * 3 + c] = ((sum[c] + n / 2) / n) as u8;
+            let dst = &mut out.pixels[dst_row + ox * 3..][..3];
+            for (d, total) in dst.iter_mut().zip(sum) {
+                *d = ((total + n / 2) / n) as u8;
             }
         }
     }
