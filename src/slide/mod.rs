@@ -4,11 +4,14 @@
 //! through [`Slide`], so a new format is one new implementation here.
 
 mod error;
+pub mod grid;
 mod image_file;
 mod openslide;
 mod region;
 mod thumbnail;
 mod tiff_structure;
+pub mod tile_reader;
+pub mod tissue;
 
 pub use error::SlideError;
 pub use image_file::ImageSlide;

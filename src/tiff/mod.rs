@@ -1,0 +1,285 @@
+//! Streaming writer of pyramidal tiled BigTIFFs (masks and RGB images) that OpenSlide opens
+//! as "generic-tiff".
+//!
+//! Level-0 pixels arrive one tile row at a time, top to bottom; every reduced level (each
+//! half the previous, rounded up, down to a single tile) is built on the fly: the writer
+//! holds about `tile_size × width × channels` bytes (besides the caller's tile row)
+//! whatever the height. All levels go in the
+//! main IFD chain, reduced ones with NewSubfileType=1.
+//!
+//! ```no_run
+//! use slidestream::tiff::{PyramidOptions, PyramidWriter};
+//! # fn main() -> Result<(), slidestream::tiff::TiffWriteError> {
+//! let (width, height) = (20_000, 15_000);
+//! let options = PyramidOptions {
+//!     mpp: Some((0.25, 0.25)),
+//!     description: "nuclei mask of slide.svs, threshold 0.5".into(),
+//!     ..PyramidOptions::default()
+//! };
+//! let mut writer = PyramidWriter::create("mask.tif".as_ref(), width, height, options)?;
+//! while writer.rows_expected() > 0 {
+//!     let rows = vec![0u8; width as usize * writer.rows_expected() as usize];
+//!     writer.write_tile_row(&rows)?;
+//! }
+//! let path = writer.finish()?;
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod error;
+mod options;
+mod pyramid;
+mod sink;
+mod tags;
+
+pub use error::TiffWriteError;
+pub use options::{Channels, Compression, Downsample, PyramidOptions};
+
+use codec::{Encoded, PixelKey, TileCodec};
+use pyramid::{Emit, Pyramid, Strip};
+use sink::{Chunk, Sink};
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use tags::TagTemplate;
+
+/// Writes one pyramidal tiled BigTIFF from level-0 tile rows.
+///
+/// The file is built as `NAME.partial` next to `NAME` and renamed by [`finish`]; an error,
+/// or dropping the writer before `finish` (cancellation), removes the partial file, so
+/// nothing ever exists under `NAME` unless it is complete. An existing `NAME` is replaced.
+///
+/// Output bytes depend only on the pixels and options (tiles are compressed in parallel but
+/// written in order), given a fixed [`PyramidOptions::date_time`].
+///
+/// [`finish`]: PyramidWriter::finish
+pub struct PyramidWriter {
+    path: PathBuf,
+    partial: PathBuf,
+    channels: usize,
+    rows_written: u32,
+    pyramid: Pyramid,
+    /// `None` once finished or stopped by an error.
+    output: Option<Output>,
+}
+
+impl PyramidWriter {
+    /// Validates `options`, creates `path` + ".partial" and starts the writer thread.
+    pub fn create(
+        path: &Path,
+        width: u32,
+        height: u32,
+        options: PyramidOptions,
+    ) -> Result<Self, TiffWriteError> {
+        options.validate(path)?;
+        if width == 0 || height == 0 {
+            return Err(TiffWriteError::EmptyImage {
+                path: path.to_path_buf(),
+                width,
+                height,
+            });
+        }
+        let Some(name) = path.file_name() else {
+            return Err(TiffWriteError::InvalidOptions {
+                path: path.to_path_buf(),
+                reason: "the output path has no file name".into(),
+            });
+        };
+        let mut partial_name = name.to_os_string();
+        partial_name.push(".partial");
+        let partial = path.with_file_name(partial_name);
+
+        let channels = options.channels.samples();
+        let dims = pyramid::level_dimensions(width, height, options.tile_size);
+        let codec = TileCodec::new(
+            options.compression,
+            options.predictor,
+            options.tile_size,
+            channels,
+        );
+        let tags = TagTemplate::new(&options, codec.predictor());
+        let create_error = |source| TiffWriteError::Create {
+            path: partial.clone(),
+            source,
+        };
+        let file = File::create(&partial).map_err(create_error)?;
+        let sink = match Sink::spawn(file, dims.clone(), tags) {
+            Ok(sink) => sink,
+            Err(e) => {
+                let _ = fs::remove_file(&partial);
+                return Err(create_error(e));
+            }
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            partial,
+            channels,
+            rows_written: 0,
+            pyramid: Pyramid::new(dims, options.tile_size, channels, options.downsample),
+            output: Some(Output {
+                codec,
+                sink,
+                shared: HashSet::new(),
+            }),
+        })
+    }
+
+    /// Sizes (width, height) of level 0 and every reduced level, largest first.
+    pub fn level_dimensions(&self) -> Vec<(u32, u32)> {
+        self.pyramid.dims().to_vec()
+    }
+
+    /// Rows the next [`write_tile_row`](Self::write_tile_row) must hold: `tile_size`, fewer
+    /// for the last tile row, 0 once the image is complete.
+    pub fn rows_expected(&self) -> u32 {
+        let (_, height) = self.pyramid.dims()[0];
+        let tile = self.pyramid.tile();
+        tile.min(height - self.rows_written)
+    }
+
+    /// Appends the next tile row: [`rows_expected`](Self::rows_expected) full-width rows,
+    /// `width × channels × rows` bytes, pixels interleaved (RGBRGB... for RGB).
+    pub fn write_tile_row(&mut self, rows: &[u8]) -> Result<(), TiffWriteError> {
+        let count = self.check_next_row()?;
+        let width = self.pyramid.dims()[0].0;
+        let expected = width as usize * self.channels * count as usize;
+        if rows.len() != expected {
+            return Err(TiffWriteError::RowLength {
+                path: self.path.clone(),
+                index: self.rows_written / self.pyramid.tile(),
+                got: rows.len(),
+                expected,
+                width,
+                channels: self.channels,
+                rows: count,
+            });
+        }
+        self.push(Strip::Pixels(rows), count)
+    }
+
+    /// Appends an all-zero tile row without the caller building one: no pixels are
+    /// scanned or compressed, every tile points at one shared copy.
+    pub fn write_empty_tile_row(&mut self) -> Result<(), TiffWriteError> {
+        let count = self.check_next_row()?;
+        self.push(Strip::Zeros, count)
+    }
+
+    /// Writes the IFDs and renames the partial file to its final name, which is returned.
+    /// Fails (and removes the partial file) when rows are missing or writing fails.
+    pub fn finish(mut self) -> Result<PathBuf, TiffWriteError> {
+        let height = self.pyramid.dims()[0].1;
+        if self.rows_written < height {
+            return Err(TiffWriteError::Incomplete {
+                path: self.path.clone(),
+                written: self.rows_written,
+                height,
+            });
+        }
+        let output = self.output.take().ok_or_else(|| self.stopped())?;
+        output.sink.finish().map_err(|e| self.write_error(e))?;
+        fs::rename(&self.partial, &self.path).map_err(|source| TiffWriteError::Rename {
+            from: self.partial.clone(),
+            path: self.path.clone(),
+            source,
+        })?;
+        // Renamed: nothing is left for Drop to clean up.
+        self.partial = PathBuf::new();
+        Ok(self.path.clone())
+    }
+
+    fn check_next_row(&self) -> Result<u32, TiffWriteError> {
+        if self.output.is_none() {
+            return Err(self.stopped());
+        }
+        match self.rows_expected() {
+            0 => Err(TiffWriteError::TooManyRows {
+                path: self.path.clone(),
+                height: self.pyramid.dims()[0].1,
+            }),
+            count => Ok(count),
+        }
+    }
+
+    fn push(&mut self, strip: Strip<'_>, count: u32) -> Result<(), TiffWriteError> {
+        let Some(output) = self.output.as_mut() else {
+            return Err(self.stopped());
+        };
+        if let Err(e) = self.pyramid.push(0, strip, count, output) {
+            // The thread has stopped; the file is useless from here on.
+            self.output = None;
+            let _ = fs::remove_file(&self.partial);
+            return Err(self.write_error(e));
+        }
+        self.rows_written += count;
+        Ok(())
+    }
+
+    fn stopped(&self) -> TiffWriteError {
+        TiffWriteError::Stopped {
+            path: self.path.clone(),
+        }
+    }
+
+    fn write_error(&self, source: tiff::TiffError) -> TiffWriteError {
+        TiffWriteError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl std::fmt::Debug for PyramidWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PyramidWriter")
+            .field("path", &self.path)
+            .field("levels", &self.pyramid.dims())
+            .field("rows_written", &self.rows_written)
+            .field("stopped", &self.output.is_none())
+            .finish()
+    }
+}
+
+impl Drop for PyramidWriter {
+    fn drop(&mut self) {
+        // Stop the thread before deleting the file it writes.
+        self.output = None;
+        if !self.partial.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// Encodes finished tile rows and hands them to the writer thread.
+struct Output {
+    codec: TileCodec,
+    sink: Sink,
+    /// Constant-tile keys whose bytes the thread already has.
+    shared: HashSet<PixelKey>,
+}
+
+impl Emit<tiff::TiffError> for Output {
+    fn emit(
+        &mut self,
+        level: usize,
+        strip: Strip<'_>,
+        width: u32,
+        rows: u32,
+    ) -> Result<(), tiff::TiffError> {
+        let chunks = self
+            .codec
+            .encode_strip(strip, width, rows)
+            .into_iter()
+            .map(|tile| match tile {
+                Encoded::Data(bytes) => Chunk::Data(bytes),
+                Encoded::Constant(key) => Chunk::Shared {
+                    key,
+                    first: self
+                        .shared
+                        .insert(key)
+                        .then(|| self.codec.encode_constant(key)),
+                },
+            })
+            .collect();
+        self.sink.send(level, chunks)
+    }
+}
