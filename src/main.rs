@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use slidestream::commands::{self, doctor, info, synth, tissue};
 use slidestream::logging::{self, LogFormat};
+use slidestream::pipeline::{install_ctrl_c, CancelToken, PipelineError};
 use slidestream::slide::tissue::TissueParams;
 use slidestream::slide::SlideError;
 use std::path::PathBuf;
@@ -14,7 +15,14 @@ use std::process::ExitCode;
 /// without labels and writes pyramidal TIFF masks. Results go to stdout (text or --json),
 /// logs to stderr.
 #[derive(Debug, Parser)]
-#[command(name = "slidestream", version, propagate_version = true)]
+#[command(
+    name = "slidestream",
+    version,
+    propagate_version = true,
+    after_help = "Exit codes: 0 success; 1 failure while working; 2 bad input (arguments, \
+                  missing/unsupported/truncated slide); 130 interrupted (Ctrl-C/SIGTERM, \
+                  nothing half-written is left under a final name)."
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -78,10 +86,12 @@ enum Command {
     },
 }
 
-/// Exit codes: 0 ok, 1 failure while working, 2 bad input (arguments, unreadable slide).
+/// Exit codes as documented in `--help`.
 fn exit_code_for(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<SlideError>().is_some() {
         2
+    } else if matches!(error.downcast_ref(), Some(PipelineError::Cancelled)) {
+        130
     } else {
         1
     }
@@ -92,7 +102,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbosity = cli.global.verbose as i8 - cli.global.quiet as i8;
     logging::init(cli.global.log_format, verbosity);
-    match run(cli.command, cli.global.quiet > 0) {
+    let cancel = CancelToken::new();
+    if let Err(e) = install_ctrl_c(cancel.clone()) {
+        tracing::warn!("cannot watch for Ctrl-C ({e}); interrupting may leave .partial files");
+    }
+    match run(cli.command, cli.global.quiet > 0, &cancel) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -101,7 +115,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
+fn run(command: Command, quiet: bool, cancel: &CancelToken) -> anyhow::Result<()> {
     match command {
         Command::Info { slide, json } => {
             let report = info::inspect(&slide)?;
@@ -129,7 +143,7 @@ fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
             }
         }
         Command::Synth { args, json } => {
-            let report = synth::run(&args, !quiet)?;
+            let report = synth::run(&args, !quiet, cancel)?;
             if json {
                 commands::print_json(&report)?;
             } else {

@@ -1,7 +1,7 @@
 //! `slidestream synth`: writes a synthetic H&E slide and its ground-truth nuclei mask as
 //! pyramidal tiled TIFFs, streamed one tile row at a time (memory ∝ width × tile).
 
-use crate::pipeline::progress_bar;
+use crate::pipeline::{progress_bar, CancelToken, PipelineError};
 use crate::synth::{Synth, SynthRegion, SynthSpec};
 use crate::tiff::{Channels, Downsample, PyramidOptions, PyramidWriter};
 use serde::Serialize;
@@ -52,7 +52,12 @@ pub fn default_mask_path(slide: &Path) -> PathBuf {
     slide.with_file_name(format!("{stem}.mask.tif"))
 }
 
-pub fn run(args: &SynthArgs, show_progress: bool) -> anyhow::Result<SynthReport> {
+/// Stops between tile rows when `cancel` fires; the writers then remove their partial files.
+pub fn run(
+    args: &SynthArgs,
+    show_progress: bool,
+    cancel: &CancelToken,
+) -> anyhow::Result<SynthReport> {
     let start = std::time::Instant::now();
     let mask_path = args
         .mask
@@ -84,10 +89,14 @@ pub fn run(args: &SynthArgs, show_progress: bool) -> anyhow::Result<SynthReport>
         options(Channels::Gray, Downsample::Max, "nuclei mask"),
     )?;
     let rows = args.height.div_ceil(args.tile);
+    tracing::debug!(rows, slide = %args.out.display(), "writing tile rows");
     let bar = progress_bar("synth tile rows", Some(u64::from(rows)), !show_progress);
     let mut region = SynthRegion::default();
     let (mut nuclei, mut tissue) = (0u64, 0u64);
     for row in 0..rows {
+        if cancel.is_cancelled() {
+            return Err(PipelineError::Cancelled.into());
+        }
         let y = row * args.tile;
         let h = args.tile.min(args.height - y);
         synth.render_into(0, u64::from(y), args.width, h, &mut region);

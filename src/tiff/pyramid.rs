@@ -128,7 +128,7 @@ impl Pyramid {
 
 /// Reduces `src` (full rows of `width` pixels) by 2×2 into `dst`, which holds
 /// `ceil(rows / 2)` rows of `ceil(width / 2)` pixels.
-pub(crate) fn reduce(rule: Downsample, channels: usize, src: &[u8], width: usize, dst: &mut [u8]) {
+fn reduce(rule: Downsample, channels: usize, src: &[u8], width: usize, dst: &mut [u8]) {
     match channels {
         1 => reduce_channels::<1>(rule, src, width, dst),
         3 => reduce_channels::<3>(rule, src, width, dst),
