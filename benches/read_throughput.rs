@@ -11,7 +11,7 @@ use slidestream::pipeline::{CancelToken, Pipeline};
 use slidestream::slide::grid::TileGrid;
 use slidestream::slide::tile_reader::decode_tiles;
 use slidestream::slide::{self, Slide};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,7 +43,7 @@ fn measure(megapixels: f64, work: impl FnOnce()) -> Measure {
     }
 }
 
-fn bench(path: &PathBuf, workers: usize) {
+fn bench(path: &Path, workers: usize) {
     // A fresh handle per run, so the second run does not hit OpenSlide's tile cache.
     let open = || slide::open(path).unwrap_or_else(|e| panic!("{e}"));
     let s = open();
