@@ -305,6 +305,9 @@ fn memory(args: &Args) {
 
 /// Streams a generated mask (never held whole) and prints its own peak RSS.
 fn memory_child(data: &Path, size: u32, compression: &str) {
+    // The process already holds the mapped libraries (libtorch alone is ~100 MB resident)
+    // before the writer allocates anything; report it so the writer's share is visible.
+    let baseline_kb = proc_status_kb("VmRSS:");
     let start = Instant::now();
     let mask = Mask::new(size);
     let options = PyramidOptions {
@@ -326,17 +329,27 @@ fn memory_child(data: &Path, size: u32, compression: &str) {
         y0 += rows;
     }
     writer.finish().unwrap();
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let peak = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .map_or("unknown".into(), |v| v.trim().to_string());
+    let peak_kb = proc_status_kb("VmHWM:");
     println!(
-        "memory mode {size}×{size} {compression}: peak RSS {peak}, {:.1} s, {} bytes (mask \
+        "memory mode {size}×{size} {compression}: peak RSS {} MB (process baseline before \
+         writing {} MB, so the writer and its input strip add {} MB), {:.1} s, {} bytes (mask \
          generated on the fly, strip buffer {} MB included)",
+        peak_kb / 1024,
+        baseline_kb / 1024,
+        peak_kb.saturating_sub(baseline_kb) / 1024,
         start.elapsed().as_secs_f64(),
         fs::metadata(&path).unwrap().len(),
         size as usize * TILE as usize / 1_000_000
     );
     fs::remove_file(path).unwrap();
+}
+
+/// A `kB` field of /proc/self/status (0 where unavailable).
+fn proc_status_kb(field: &str) -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
