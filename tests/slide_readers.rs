@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{binary, shared_data};
+use common::{binary, json_output, shared_data};
 use slidestream::slide::{self, read_overview, Slide, SlideError};
 use std::sync::Arc;
 
@@ -207,17 +207,7 @@ fn bad_inputs_are_typed_errors_naming_the_file() {
 #[test]
 fn cli_info_json_and_exit_code_2_on_bad_slides() {
     if let Some(svs) = shared_data("slides/CMU-1-Small-Region.svs") {
-        let out = binary()
-            .args(["info", "--json"])
-            .arg(&svs)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = json_output(binary().args(["info", "--json"]).arg(&svs));
         assert_eq!(v["width"], 2220);
         assert_eq!(v["height"], 2967);
         assert_eq!(v["vendor"], "aperio");
@@ -225,12 +215,7 @@ fn cli_info_json_and_exit_code_2_on_bad_slides() {
         assert_eq!(v["levels"][0]["downsample"], 1.0);
     }
     if let Some(tcga) = shared_data("slides/TCGA-CR-7395-01A-01-TS1.svs") {
-        let out = binary()
-            .args(["info", "--json"])
-            .arg(&tcga)
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = json_output(binary().args(["info", "--json"]).arg(&tcga));
         assert!(v["mpp_x"].is_null() && v["mpp_y"].is_null());
     }
     let dir = tempfile::tempdir().unwrap();

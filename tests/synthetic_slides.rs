@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::binary;
+use common::{binary, json_output};
 use slidestream::commands::synth::{self, SynthArgs};
 use slidestream::pipeline::{CancelToken, Pipeline};
 use slidestream::slide;
@@ -114,32 +114,27 @@ fn parallel_decoding_of_tissue_tiles_matches_direct_reads_in_grid_order() {
 fn cli_synth_then_tissue_json() {
     let dir = tempfile::tempdir().unwrap();
     let slide_path = dir.path().join("demo.tif");
-    let out = binary()
-        .args([
-            "-q", "synth", "--width", "1024", "--height", "768", "--seed", "3", "--json", "--out",
-        ])
-        .arg(&slide_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = json_output(
+        binary()
+            .args([
+                "-q", "synth", "--width", "1024", "--height", "768", "--seed", "3",
+            ])
+            .arg("--json")
+            .arg("--out")
+            .arg(&slide_path),
+    );
+    assert_eq!(
+        report["mask"],
+        dir.path().join("demo.mask.tif").to_str().unwrap()
     );
     assert!(dir.path().join("demo.mask.tif").exists());
     let map = dir.path().join("demo.tissue.png");
-    let out = binary()
-        .args(["tissue", "--json", "--out"])
-        .arg(&map)
-        .arg(&slide_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = json_output(
+        binary()
+            .args(["tissue", "--json", "--out"])
+            .arg(&map)
+            .arg(&slide_path),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let fraction = v["tissue_fraction"].as_f64().unwrap();
     assert!(fraction > 0.3 && fraction < 0.8, "{fraction}");
     let png = image::open(&map).unwrap();

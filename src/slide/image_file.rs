@@ -105,14 +105,7 @@ impl Slide for ImageSlide {
         w: u32,
         h: u32,
     ) -> Result<RgbRegion, SlideError> {
-        if level != 0 {
-            return Err(SlideError::InvalidLevel {
-                path: self.path.clone(),
-                level,
-                count: 1,
-            });
-        }
-        let l0 = self.levels[0];
+        let l0 = self.level(level)?;
         let mut out = RgbRegion::white(w, h);
         if let Some(visible) = clip(x, y, w, h, l0.width, l0.height) {
             out.paste_rgb(&self.pixels, l0.width, &visible, x, y);

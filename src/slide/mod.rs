@@ -58,6 +58,18 @@ pub trait Slide: Send + Sync {
         h: u32,
     ) -> Result<RgbRegion, SlideError>;
 
+    /// The geometry of `level`, or an error naming the slide when it has no such level.
+    fn level(&self, level: usize) -> Result<Level, SlideError> {
+        self.levels()
+            .get(level)
+            .copied()
+            .ok_or_else(|| SlideError::InvalidLevel {
+                path: self.path().to_path_buf(),
+                level,
+                count: self.levels().len(),
+            })
+    }
+
     fn dimensions(&self) -> (u64, u64) {
         let l0 = self.levels()[0];
         (l0.width, l0.height)

@@ -172,11 +172,7 @@ impl Slide for OpenSlideSlide {
         w: u32,
         h: u32,
     ) -> Result<RgbRegion, SlideError> {
-        let info = *self.levels.get(level).ok_or(SlideError::InvalidLevel {
-            path: self.path.clone(),
-            level,
-            count: self.levels.len(),
-        })?;
+        let info = self.level(level)?;
         let mut out = RgbRegion::white(w, h);
         // OpenSlide's safe wrapper takes unsigned coordinates: read only the part inside
         // the level and leave the rest white, which is what OpenSlide itself renders there.

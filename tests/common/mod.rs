@@ -21,3 +21,14 @@ pub fn shared_data(relative: &str) -> Option<PathBuf> {
 pub fn binary() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_slidestream"))
 }
+
+/// Runs a command that must succeed (stderr shown otherwise) and parses its stdout as JSON.
+pub fn json_output(command: &mut std::process::Command) -> serde_json::Value {
+    let out = command.output().expect("the command starts");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
