@@ -12,3 +12,4 @@ pub mod pipeline;
 pub mod slide;
 pub mod synth;
 pub mod tiff;
+pub mod train;

@@ -1,0 +1,3 @@
+//! Training: data streams, trainers and model selection.
+
+pub mod crop_stream;

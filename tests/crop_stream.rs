@@ -1,0 +1,122 @@
+//! The training crop stream over synthetic slides with known tissue.
+
+use slidestream::commands::synth::{self, SynthArgs};
+use slidestream::pipeline::CancelToken;
+use slidestream::synth::{Synth, SynthSpec};
+use slidestream::train::crop_stream::{CropSampler, CropStream, CropStreamConfig, CropStreamError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn make_slide(dir: &Path, name: &str, coverage: f32, seed: u64) -> PathBuf {
+    let args = SynthArgs {
+        out: dir.join(name),
+        mask: None,
+        width: 2048,
+        height: 1536,
+        seed,
+        tissue_coverage: coverage,
+        tile: 256,
+    };
+    synth::run(&args, false, &CancelToken::new()).unwrap().slide
+}
+
+#[test]
+fn slides_are_drawn_in_proportion_to_their_tissue_area() {
+    let dir = tempfile::tempdir().unwrap();
+    let sparse = make_slide(dir.path(), "sparse.tif", 0.25, 1);
+    let dense = make_slide(dir.path(), "dense.tif", 0.75, 2);
+    let sampler = CropSampler::new(&[sparse, dense], 300, 0.5).unwrap();
+    let areas: Vec<f64> = sampler.usage.iter().map(|u| u.tissue_pixels).collect();
+    assert!(areas[1] > 2.0 * areas[0], "{areas:?}");
+    let expected_dense = areas[1] / (areas[0] + areas[1]);
+
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+    let mut rejected = 0;
+    let draws = 4000;
+    let dense_draws = (0..draws)
+        .filter(|_| sampler.draw(&mut rng, &mut rejected).unwrap().slide == 1)
+        .count();
+    let observed = dense_draws as f64 / f64::from(draws);
+    assert!(
+        (observed - expected_dense).abs() < 0.03,
+        "dense slide drawn {observed:.3}, expected {expected_dense:.3}"
+    );
+}
+
+#[test]
+fn crops_cover_tissue_and_are_deterministic_whatever_the_worker_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = make_slide(dir.path(), "slide.tif", 0.5, 3);
+    let sampler = Arc::new(CropSampler::new(&[path], 300, 0.5).unwrap());
+    let run = |workers| {
+        let config = CropStreamConfig {
+            workers,
+            capacity: 4,
+            seed: 9,
+            ..CropStreamConfig::default()
+        };
+        let mut stream = CropStream::start(Arc::clone(&sampler), 24, &config, &CancelToken::new());
+        let mut crops = Vec::new();
+        loop {
+            let batch = stream.next_batch(10).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            crops.extend(batch);
+        }
+        (crops, stream.finish().unwrap())
+    };
+    let (one, report) = run(1);
+    let (three, _) = run(3);
+    assert_eq!(one.len(), 24);
+    assert_eq!(report.crops, 24);
+    assert_eq!(report.queue_capacity, 4);
+    for (a, b) in one.iter().zip(&three) {
+        assert_eq!(a.request, b.request);
+        assert_eq!(a.pixels, b.pixels);
+    }
+    // Ground truth: the generator's own tissue map under each crop.
+    let truth = Synth::new(&SynthSpec {
+        tissue_coverage: 0.5,
+        ..SynthSpec::new(2048, 1536, 3)
+    })
+    .unwrap();
+    let mut fractions = Vec::new();
+    for crop in &one {
+        assert_eq!((crop.pixels.width, crop.pixels.height), (300, 300));
+        let r = crop.request;
+        let region = truth.render_region(r.x.max(0) as u64, r.y.max(0) as u64, 300, 300);
+        let tissue = region.tissue.iter().filter(|&&v| v != 0).count();
+        fractions.push(tissue as f64 / (300.0 * 300.0));
+    }
+    let mean = fractions.iter().sum::<f64>() / fractions.len() as f64;
+    let worst = fractions.iter().cloned().fold(1.0, f64::min);
+    assert!(
+        mean > 0.7 && worst > 0.3,
+        "mean {mean:.2}, worst {worst:.2}"
+    );
+}
+
+#[test]
+fn unusable_slides_are_skipped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = make_slide(dir.path(), "good.tif", 0.5, 4);
+    let glass = make_slide(dir.path(), "glass.tif", 0.0, 5);
+    let text = dir.path().join("notes.svs");
+    std::fs::write(&text, "not a slide").unwrap();
+    let sampler = CropSampler::new(&[text.clone(), glass.clone(), good], 300, 0.5).unwrap();
+    let skipped: Vec<_> = sampler
+        .usage
+        .iter()
+        .filter_map(|u| u.skipped.as_ref().map(|why| (u.path.clone(), why.clone())))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(skipped[0].1.contains("notes.svs"));
+    assert_eq!(skipped[1].1, "no tissue found");
+
+    let none = CropSampler::new(&[text, glass], 300, 0.5)
+        .err()
+        .expect("nothing usable");
+    assert!(matches!(none, CropStreamError::NoUsableSlide(_)));
+    assert!(none.to_string().contains("glass.tif"));
+}
