@@ -232,3 +232,37 @@ fn cli_info_json_and_exit_code_2_on_bad_slides() {
         assert!(stderr.contains(name.as_ref()), "{stderr}");
     }
 }
+
+#[test]
+fn fast_jpeg_tiles_match_openslide_within_decoder_tolerance() {
+    let Some(path) = shared_data("slides/CMU-1-Small-Region.svs") else {
+        return;
+    };
+    let fast = open(&path);
+    let reference = slide::open_with(&path, slide::OpenOptions { fast_jpeg: false }).unwrap();
+    let (w, h) = fast.dimensions();
+    // Tile-aligned, straddling tile seams (CMU's tiles are 240 px), and past the edges.
+    let requests = [
+        (0, 0, 240, 240),
+        (100, 130, 512, 512),
+        (1000, 1500, 333, 257),
+        (w as i64 - 200, h as i64 - 150, 512, 512),
+        (-50, -70, 300, 300),
+    ];
+    for (x, y, rw, rh) in requests {
+        let a = fast.read_region(0, x, y, rw, rh).unwrap();
+        let b = reference.read_region(0, x, y, rw, rh).unwrap();
+        let diff = mean_abs_diff(&a.pixels, &b.pixels);
+        let max = a
+            .pixels
+            .iter()
+            .zip(&b.pixels)
+            .map(|(p, q)| p.abs_diff(*q))
+            .max()
+            .unwrap();
+        assert!(
+            diff < 0.05 && max <= 2,
+            "({x},{y}) {rw}x{rh}: mean {diff}, max {max}"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 mod error;
 pub mod grid;
 mod image_file;
+mod jpeg_tiles;
 mod openslide;
 mod region;
 mod thumbnail;
@@ -76,9 +77,29 @@ pub trait Slide: Send + Sync {
     }
 }
 
-/// Opens any supported slide: PNG/JPEG and strip TIFFs as plain images, everything else
-/// (including tiled TIFF) through OpenSlide.
+/// How slides are opened.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// Decode the JPEG tiles of Aperio SVS and generic tiled TIFF slides directly (several
+    /// times faster than OpenSlide's `read_region`); `false` reads everything through
+    /// OpenSlide.
+    pub fast_jpeg: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self { fast_jpeg: true }
+    }
+}
+
+/// Opens any supported slide with default options: PNG/JPEG and strip TIFFs as plain
+/// images, everything else (including tiled TIFF) through OpenSlide.
 pub fn open(path: &Path) -> Result<Arc<dyn Slide>, SlideError> {
+    open_with(path, OpenOptions::default())
+}
+
+/// [`open`] with explicit options.
+pub fn open_with(path: &Path, options: OpenOptions) -> Result<Arc<dyn Slide>, SlideError> {
     if !path.exists() {
         return Err(SlideError::NotFound(path.to_path_buf()));
     }
@@ -90,19 +111,29 @@ pub fn open(path: &Path) -> Result<Arc<dyn Slide>, SlideError> {
     } else {
         path.to_path_buf()
     };
-    let tiff = is_tiff_file(&file);
-    if tiff {
+    let directories = if is_tiff_file(&file) {
         // A truncated slide often still opens (its directories come first) and would
         // only fail on a missing tile hours later: check every strip/tile is present.
-        tiff_structure::check(&file).map_err(|reason| SlideError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        })?;
-    }
+        Some(
+            tiff_structure::read_directories(&file).map_err(|reason| SlideError::Corrupt {
+                path: path.to_path_buf(),
+                reason,
+            })?,
+        )
+    } else {
+        None
+    };
     match OpenSlideSlide::open(path, &file) {
-        Ok(slide) => Ok(Arc::new(slide)),
+        Ok(mut slide) => {
+            if let Some(directories) = directories.as_deref().filter(|_| options.fast_jpeg) {
+                slide.use_jpeg_tiles(&file, directories);
+            }
+            Ok(Arc::new(slide))
+        }
         // OpenSlide declines strip TIFFs (e.g. MoNuSeg tiles) and some single images.
-        Err(SlideError::Unsupported { .. }) if tiff => Ok(Arc::new(ImageSlide::open(path)?)),
+        Err(SlideError::Unsupported { .. }) if directories.is_some() => {
+            Ok(Arc::new(ImageSlide::open(path)?))
+        }
         Err(e) => Err(e),
     }
 }

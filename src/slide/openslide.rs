@@ -1,5 +1,7 @@
 //! Slides read through the OpenSlide C library (SVS, NDPI, MRXS, DICOM, tiled TIFF, ...).
 
+use super::jpeg_tiles::JpegTiles;
+use super::tiff_structure::Directory;
 use super::{Level, RgbRegion, Slide, SlideError};
 use openslide_rs::errors::OpenSlideError;
 use openslide_rs::{Address, OpenSlide, Region, Size};
@@ -16,7 +18,13 @@ pub struct OpenSlideSlide {
     /// OpenSlide 4.0.1 returns the stored YCbCr samples of some DICOM JPEG series
     /// (tiles copied from SVS, labelled RGB); we convert them back to RGB.
     ycbcr_as_rgb: bool,
+    /// Direct JPEG tile decoding for the levels that allow it.
+    jpeg_tiles: Option<JpegTiles>,
 }
+
+/// Vendors whose levels are plain tiled TIFF directories, so that decoding their tiles
+/// directly gives OpenSlide's pixels (others overlap tiles, stitch, or need corrections).
+const PLAIN_TIFF_VENDORS: [&str; 2] = ["aperio", "generic-tiff"];
 
 /// The linked OpenSlide library's version string.
 pub fn library_version() -> String {
@@ -67,6 +75,7 @@ impl OpenSlideSlide {
             vendor,
             mpp,
             ycbcr_as_rgb: false,
+            jpeg_tiles: None,
         };
         if slide.may_return_ycbcr() {
             // The coarsest level with enough pixels to judge (the tiniest ones are 1×1).
@@ -87,6 +96,13 @@ impl OpenSlideSlide {
             }
         }
         Ok(slide)
+    }
+
+    /// Switches the levels stored as plain JPEG tiles to direct decoding.
+    pub fn use_jpeg_tiles(&mut self, file: &Path, directories: &[Directory]) {
+        if PLAIN_TIFF_VENDORS.contains(&self.vendor.as_str()) {
+            self.jpeg_tiles = JpegTiles::new(file, directories, &self.levels);
+        }
     }
 
     /// DICOM JPEG-baseline series labelled RGB: OpenSlide trusts the label, but tiles
@@ -179,6 +195,15 @@ impl Slide for OpenSlideSlide {
         let Some(visible) = super::clip(x, y, w, h, info.width, info.height) else {
             return Ok(out);
         };
+        if let Some(tiles) = self.jpeg_tiles.as_ref().filter(|t| t.covers(level)) {
+            tiles
+                .read_into(level, &visible, x, y, &mut out)
+                .map_err(|reason| SlideError::Corrupt {
+                    path: self.path.clone(),
+                    reason,
+                })?;
+            return Ok(out);
+        }
         let region = Region {
             size: Size {
                 w: visible.w,

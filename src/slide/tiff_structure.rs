@@ -1,27 +1,45 @@
-//! A minimal TIFF/BigTIFF directory walker: reads every IFD's strip/tile byte ranges and
-//! checks they lie inside the file. It exists because a truncated slide often still opens
-//! (its directories come first) and only fails hours later on a missing tile; the `tiff`
-//! crate's decoder cannot be used for this as it rejects compressions it does not decode
+//! A minimal TIFF/BigTIFF directory walker: reads every IFD's layout (size, tiling, strip or
+//! tile byte ranges, compression, JPEG tables) and checks that all image data lies inside
+//! the file. A truncated slide often still opens (its directories come first) and would
+//! only fail hours later on a missing tile; the layout also feeds the fast JPEG tile path.
+//! The `tiff` crate's decoder cannot do this: it rejects compressions it does not decode
 //! (JPEG 2000, vendor codecs) that OpenSlide reads fine.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+const TAG_WIDTH: u16 = 256;
+const TAG_HEIGHT: u16 = 257;
+const TAG_COMPRESSION: u16 = 259;
+const TAG_PHOTOMETRIC: u16 = 262;
 const TAG_STRIP_OFFSETS: u16 = 273;
+const TAG_SAMPLES_PER_PIXEL: u16 = 277;
 const TAG_STRIP_BYTE_COUNTS: u16 = 279;
+const TAG_PLANAR_CONFIGURATION: u16 = 284;
+const TAG_TILE_WIDTH: u16 = 322;
+const TAG_TILE_LENGTH: u16 = 323;
 const TAG_TILE_OFFSETS: u16 = 324;
 const TAG_TILE_BYTE_COUNTS: u16 = 325;
-const TAG_TILE_WIDTH: u16 = 322;
+const TAG_JPEG_TABLES: u16 = 347;
 /// More directories than any real slide has: guards against IFD cycles.
 const MAX_DIRECTORIES: usize = 10_000;
 
-/// What the walk found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TiffSummary {
-    pub directories: usize,
-    /// Whether the first directory is tiled (OpenSlide's generic TIFF needs tiles).
-    pub first_is_tiled: bool,
+/// One image file directory (IFD): what is needed to locate and decode its pixels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directory {
+    pub width: u64,
+    pub height: u64,
+    /// `(width, height)` of a tile; `None` for strip images.
+    pub tile: Option<(u32, u32)>,
+    /// Byte offset and length of every strip or tile, row-major.
+    pub chunks: Vec<(u64, u64)>,
+    pub compression: u16,
+    pub photometric: u16,
+    pub samples_per_pixel: u16,
+    pub planar_configuration: u16,
+    /// Offset and length of the shared JPEG quantisation/Huffman tables, if any.
+    pub jpeg_tables: Option<(u64, u64)>,
 }
 
 struct Reader {
@@ -76,17 +94,8 @@ impl Reader {
         }
     }
 
-    /// The integer values of one IFD entry starting at `entry`.
-    fn values(&mut self, entry: u64) -> Result<Vec<u64>, String> {
-        let kind = self.u16_at(entry + 2)?;
-        let size: u64 = match kind {
-            3 => 2,  // SHORT
-            4 => 4,  // LONG
-            16 => 8, // LONG8
-            13 => 4, // IFD
-            18 => 8, // IFD8
-            _ => return Ok(Vec::new()),
-        };
+    /// Where the values of the IFD entry at `entry` start, and their total byte length.
+    fn value_span(&mut self, entry: u64, size: u64) -> Result<(u64, u64), String> {
         let (count, inline_at, slot) = if self.big_tiff {
             (self.offset_at(entry + 4)?, entry + 12, 8)
         } else {
@@ -98,6 +107,21 @@ impl Reader {
         } else {
             self.offset_at(inline_at)?
         };
+        Ok((start, total))
+    }
+
+    /// The integer values of one IFD entry starting at `entry`.
+    fn values(&mut self, entry: u64) -> Result<Vec<u64>, String> {
+        let kind = self.u16_at(entry + 2)?;
+        let size: u64 = match kind {
+            3 => 2,  // SHORT
+            4 => 4,  // LONG
+            16 => 8, // LONG8
+            13 => 4, // IFD
+            18 => 8, // IFD8
+            _ => return Ok(Vec::new()),
+        };
+        let (start, total) = self.value_span(entry, size)?;
         if start.saturating_add(total) > self.len {
             return Err(format!(
                 "a tag's values at offset {start} run past the end of the file"
@@ -115,9 +139,9 @@ impl Reader {
     }
 }
 
-/// Walks the IFD chain of a TIFF-family file and checks that every strip or tile lies
+/// Reads every directory of a TIFF-family file and checks that all strips and tiles lie
 /// inside the file. Errors describe what is missing, for a "truncated or damaged" message.
-pub fn check(path: &Path) -> Result<TiffSummary, String> {
+pub fn read_directories(path: &Path) -> Result<Vec<Directory>, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     let mut r = Reader {
@@ -138,12 +162,9 @@ pub fn check(path: &Path) -> Result<TiffSummary, String> {
         _ => return Err("not a TIFF file".into()),
     };
     let mut next = r.offset_at(if r.big_tiff { 8 } else { 4 })?;
-    let mut summary = TiffSummary {
-        directories: 0,
-        first_is_tiled: false,
-    };
+    let mut directories = Vec::new();
     while next != 0 {
-        if summary.directories == MAX_DIRECTORIES {
+        if directories.len() == MAX_DIRECTORIES {
             return Err("the directory chain loops".into());
         }
         let (count, entries_at, entry_size) = if r.big_tiff {
@@ -151,31 +172,51 @@ pub fn check(path: &Path) -> Result<TiffSummary, String> {
         } else {
             (r.u16_at(next)?, next + 2, 12)
         };
-        let mut offsets = Vec::new();
-        let mut counts = Vec::new();
+        let mut dir = Directory {
+            samples_per_pixel: 1,
+            planar_configuration: 1,
+            ..Directory::default()
+        };
+        let (mut offsets, mut counts, mut tile_w, mut tile_h) = (Vec::new(), Vec::new(), 0, 0);
         for i in 0..count {
             let entry = entries_at + i * entry_size;
-            match r.u16_at(entry)? as u16 {
+            let tag = r.u16_at(entry)? as u16;
+            let first = |r: &mut Reader| -> Result<u64, String> {
+                Ok(r.values(entry)?.first().copied().unwrap_or(0))
+            };
+            match tag {
+                TAG_WIDTH => dir.width = first(&mut r)?,
+                TAG_HEIGHT => dir.height = first(&mut r)?,
+                TAG_COMPRESSION => dir.compression = first(&mut r)? as u16,
+                TAG_PHOTOMETRIC => dir.photometric = first(&mut r)? as u16,
+                TAG_SAMPLES_PER_PIXEL => dir.samples_per_pixel = first(&mut r)? as u16,
+                TAG_PLANAR_CONFIGURATION => dir.planar_configuration = first(&mut r)? as u16,
+                TAG_TILE_WIDTH => tile_w = first(&mut r)? as u32,
+                TAG_TILE_LENGTH => tile_h = first(&mut r)? as u32,
                 TAG_STRIP_OFFSETS | TAG_TILE_OFFSETS => offsets = r.values(entry)?,
                 TAG_STRIP_BYTE_COUNTS | TAG_TILE_BYTE_COUNTS => counts = r.values(entry)?,
-                TAG_TILE_WIDTH if summary.directories == 0 => summary.first_is_tiled = true,
+                // UNDEFINED bytes: one byte each.
+                TAG_JPEG_TABLES => dir.jpeg_tables = Some(r.value_span(entry, 1)?),
                 _ => {}
             }
         }
-        let data_end = offsets
+        dir.tile = (tile_w > 0 && tile_h > 0).then_some((tile_w, tile_h));
+        dir.chunks = offsets.into_iter().zip(counts).collect();
+        let data_end = dir
+            .chunks
             .iter()
-            .zip(&counts)
+            .chain(dir.jpeg_tables.as_ref())
             .map(|(o, c)| o.saturating_add(*c))
             .max()
             .unwrap_or(0);
         if data_end > len {
             return Err(format!(
                 "image data of directory {} ends at byte {data_end}, but the file has only {len} bytes",
-                summary.directories
+                directories.len()
             ));
         }
-        summary.directories += 1;
+        directories.push(dir);
         next = r.offset_at(entries_at + count * entry_size)?;
     }
-    Ok(summary)
+    Ok(directories)
 }
