@@ -8,6 +8,7 @@
 pub mod commands;
 pub mod device;
 pub mod logging;
+pub mod model;
 pub mod pipeline;
 pub mod slide;
 pub mod synth;

@@ -1,11 +1,14 @@
 //! The `slidestream` command line: argument parsing and dispatch only.
 
 use clap::{Args, Parser, Subcommand};
-use slidestream::commands::{self, doctor, info, synth, tissue};
+use slidestream::commands::{self, doctor, info, synth, tissue, train};
+use slidestream::device::DeviceError;
 use slidestream::logging::{self, LogFormat};
 use slidestream::pipeline::{install_ctrl_c, CancelToken, PipelineError};
 use slidestream::slide::tissue::TissueParams;
 use slidestream::slide::SlideError;
+use slidestream::train::crop_stream::CropStreamError;
+use slidestream::train::DataError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -78,6 +81,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train a nuclei segmentation model: label-free contrastive (default), supervised or
+    /// threshold baseline, from an image folder or a stream of tissue crops from slides.
+    Train {
+        #[command(flatten)]
+        args: train::TrainArgs,
+    },
     /// Report libtorch, OpenSlide, CUDA/cuDNN availability and thread counts.
     Doctor {
         /// Print JSON instead of text.
@@ -88,7 +97,11 @@ enum Command {
 
 /// Exit codes as documented in `--help`.
 fn exit_code_for(error: &anyhow::Error) -> u8 {
-    if error.downcast_ref::<SlideError>().is_some() {
+    let bad_input = error.downcast_ref::<SlideError>().is_some()
+        || error.downcast_ref::<DataError>().is_some()
+        || error.downcast_ref::<CropStreamError>().is_some()
+        || error.downcast_ref::<DeviceError>().is_some();
+    if bad_input {
         2
     } else if matches!(error.downcast_ref(), Some(PipelineError::Cancelled)) {
         130
@@ -157,6 +170,7 @@ fn run(command: Command, quiet: bool, cancel: &CancelToken) -> anyhow::Result<()
                 );
             }
         }
+        Command::Train { args } => train::run(&args, !quiet, cancel)?,
         Command::Doctor { json } => {
             let report = doctor::collect();
             if json {

@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod info;
 pub mod synth;
 pub mod tissue;
+pub mod train;
 
 use std::io::Write;
 

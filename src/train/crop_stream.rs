@@ -160,6 +160,19 @@ impl CropSampler {
         })
     }
 
+    /// Level-0 MPP shared by the slides (x axis), `None` when unknown or mixed.
+    pub fn mpp(&self) -> Option<f64> {
+        let first = self.slides.first()?.slide.mpp()?.0;
+        self.slides
+            .iter()
+            .all(|s| {
+                s.slide
+                    .mpp()
+                    .is_some_and(|m| (m.0 - first).abs() < 0.01 * first)
+            })
+            .then_some(first)
+    }
+
     pub fn slide(&self, index: usize) -> &Arc<dyn Slide> {
         &self.slides[index].slide
     }

@@ -1,3 +1,33 @@
-//! Training: data streams, trainers and model selection.
+//! Training: patch-contrastive learning (the paper's method) and the two baselines.
 
+mod config;
 pub mod crop_stream;
+mod curves;
+mod data;
+mod error;
+mod loss;
+mod metrics;
+mod patches;
+mod run;
+mod sampler;
+mod seeds;
+pub mod slide_source;
+mod step;
+mod threshold;
+mod validate;
+
+pub use config::{Method, SamplerKind, Similarity, TrainConfig};
+pub use curves::draw_curves;
+pub use data::{Batch, CropSource, DataError, FolderImage, Labeled, LabeledFolder, LabeledSet};
+pub use error::TrainError;
+pub use loss::{contrastive_loss, similarity_matrix, LossParts};
+pub use metrics::{EpochMetrics, MetricsCsv};
+pub use patches::attended_patches;
+pub use run::{train, Best, Progress, TrainSummary, CONFIDENCE_THRESHOLD};
+pub use sampler::{
+    bernoulli_entropy_bits, entropy_weights, sample_patches, CandidateGrid, PatchSample,
+};
+pub use seeds::{percentile, train_seeds, SeedRun, SeedsSummary};
+pub use step::{contrastive_objective, StepOutcome, Trainer};
+pub use threshold::{fit_gray_threshold, ThresholdFit};
+pub use validate::{dice_per_image, validation_dice};

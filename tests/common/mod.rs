@@ -1,7 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use slidestream::train::{FolderImage, LabeledFolder};
+use std::path::Path;
 use std::path::PathBuf;
+use tch::{Kind, Tensor};
 
 /// A file or folder under `../shared/data`, or `None` (with a message saying the test is
 /// skipped) when the shared data is not next to the checkout.
@@ -31,4 +36,60 @@ pub fn json_output(command: &mut std::process::Command) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+// Synthetic H&E-like training data: dark purple disks ("nuclei") on pink, with masks.
+pub const BACKGROUND: [u8; 3] = [230, 180, 200];
+pub const NUCLEUS: [u8; 3] = [80, 40, 120];
+
+/// `count` images of `size`×`size` with `disks` disks each; pixel noise of ±`noise`.
+pub fn disks(count: usize, size: i64, disks: usize, noise: u8, seed: u64) -> LabeledFolder {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let items = (0..count)
+        .map(|i| {
+            let mut rgb = vec![0u8; (size * size * 3) as usize];
+            let mut mask = vec![0u8; (size * size) as usize];
+            let centres: Vec<(f64, f64, f64)> = (0..disks)
+                .map(|_| {
+                    let r = rng.random_range(3.0..7.0);
+                    (
+                        rng.random_range(0.0..size as f64),
+                        rng.random_range(0.0..size as f64),
+                        r,
+                    )
+                })
+                .collect();
+            for y in 0..size {
+                for x in 0..size {
+                    let inside = centres.iter().any(|&(cy, cx, r)| {
+                        (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2) <= r * r
+                    });
+                    let p = (y * size + x) as usize;
+                    mask[p] = inside as u8;
+                    let base = if inside { NUCLEUS } else { BACKGROUND };
+                    for c in 0..3 {
+                        let jitter = if noise > 0 {
+                            rng.random_range(0..=2 * noise) as i16 - noise as i16
+                        } else {
+                            0
+                        };
+                        rgb[p * 3 + c] = (base[c] as i16 + jitter).clamp(0, 255) as u8;
+                    }
+                }
+            }
+            FolderImage {
+                path: format!("synthetic-{i}.png").into(),
+                image: Tensor::from_slice(&rgb)
+                    .view([size, size, 3])
+                    .permute([2, 0, 1])
+                    .contiguous(),
+                mask: Some(
+                    Tensor::from_slice(&mask)
+                        .view([size, size])
+                        .to_kind(Kind::Bool),
+                ),
+            }
+        })
+        .collect();
+    LabeledFolder::from_items(Path::new("synthetic"), items)
 }

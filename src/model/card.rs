@@ -1,0 +1,64 @@
+//! `model.json`: everything `segment` needs to apply a trained run, plus its provenance.
+
+use serde::{Deserialize, Serialize};
+
+/// Weights file inside a run directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Model card file inside a run directory.
+pub const MODEL_CARD_FILE: &str = "model.json";
+
+/// How a run was trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Label-free patch contrastive learning (the paper's method).
+    Contrastive,
+    /// Same network, K=1, trained with BCE on masks (the paper's CNN baseline).
+    Supervised,
+    /// Optimal global grayscale threshold (the paper's simplest baseline).
+    Threshold,
+}
+
+/// What model `model.json` describes and hence how foreground is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    /// [`crate::model::ConfidenceNet`]; foreground = confidence of `channel` > `threshold`.
+    ConfidenceNet,
+    /// No weights; foreground = luma < `threshold`.
+    GrayThreshold,
+}
+
+/// Mapping from RGB in [0,1] to what the model sees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum InputNormalisation {
+    /// x ↦ (1-ε)x+ε per RGB channel.
+    Epsilon { epsilon: f64 },
+    /// ITU-R 601 luma 0.299R+0.587G+0.114B, rounded to 8 bits and divided by 255 (as PIL's "L").
+    Luma,
+}
+
+/// Contents of `model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub architecture: Architecture,
+    pub method: Method,
+    /// Output channels K of the network (1 for the threshold model).
+    pub channels: usize,
+    /// The channel used as the nuclei mask (chosen by validation Dice).
+    pub channel: usize,
+    /// Decision threshold, see [`Architecture`].
+    pub threshold: f64,
+    pub input_normalisation: InputNormalisation,
+    /// Epoch (0-based) of the saved checkpoint, if trained by epochs.
+    pub epoch: Option<usize>,
+    /// Validation Dice per channel at that epoch (empty without validation data).
+    pub val_dice: Vec<f64>,
+    pub seed: u64,
+    /// Human-readable description of the training data.
+    pub data: String,
+    pub slidestream_version: String,
+    /// Microns per pixel of the training images, if known.
+    pub train_mpp: Option<f64>,
+}

@@ -1,0 +1,184 @@
+//! Saving and loading a run directory (`model.safetensors` + `model.json`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tch::nn::{self, ModuleT};
+use tch::{Device, Tensor};
+
+use super::card::{Architecture, InputNormalisation, ModelCard, MODEL_CARD_FILE, WEIGHTS_FILE};
+use super::network::{luma, ConfidenceNet};
+
+/// Failures reading or writing a run directory; each names the offending file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: cannot read or write: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid model card: {source}")]
+    Card {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: missing; the run directory has no trained weights (re-run `train`, or point at a RUN_DIR that finished)")]
+    MissingWeights { path: PathBuf },
+    #[error("{path}: not a readable safetensors file: {source}")]
+    Weights {
+        path: PathBuf,
+        source: tch::TchError,
+    },
+    #[error("{path}: tensor `{name}` is missing; the file was not written for this architecture")]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("{path}: tensor `{name}` has shape {found:?}, expected {expected:?} (model.json says K={channels}; do the card and weights belong together?)")]
+    Shape {
+        path: PathBuf,
+        name: String,
+        found: Vec<i64>,
+        expected: Vec<i64>,
+        channels: usize,
+    },
+    #[error("{path}: channel {channel} is out of range for a model with {channels} channels; fix `channel` in model.json")]
+    ChannelOutOfRange {
+        path: PathBuf,
+        channel: usize,
+        channels: usize,
+    },
+    #[error("{path}: model.json describes a {architecture:?} model with input normalisation {normalisation:?}, which it cannot use")]
+    Normalisation {
+        path: PathBuf,
+        architecture: Architecture,
+        normalisation: InputNormalisation,
+    },
+}
+
+/// A loaded run, ready to segment.
+#[derive(Debug)]
+pub enum LoadedModel {
+    Network {
+        /// Owns the weights of `net`.
+        vs: nn::VarStore,
+        /// Boxed: the layers are large next to the weightless variant.
+        net: Box<ConfidenceNet>,
+    },
+    GrayThreshold,
+}
+
+impl LoadedModel {
+    /// Foreground mask (B×H×W bool) for raw RGB in [0,1] (B×3×H×W) per the card's rule.
+    pub fn foreground(&self, card: &ModelCard, images: &Tensor) -> Tensor {
+        match self {
+            Self::Network { net, .. } => tch::no_grad(|| {
+                net.forward_t(images, false)
+                    .select(1, card.channel as i64)
+                    .gt(card.threshold)
+            }),
+            Self::GrayThreshold => luma(images).lt(card.threshold),
+        }
+    }
+}
+
+fn write_card(run_dir: &Path, card: &ModelCard) -> Result<(), ModelError> {
+    let path = run_dir.join(MODEL_CARD_FILE);
+    let json = serde_json::to_string_pretty(card).map_err(|source| ModelError::Card {
+        path: path.clone(),
+        source,
+    })?;
+    std::fs::write(&path, json).map_err(|source| ModelError::Io { path, source })
+}
+
+/// Writes `model.json` and, if given, the weights to `model.safetensors` in `run_dir`.
+pub fn save_run(
+    run_dir: &Path,
+    vs: Option<&nn::VarStore>,
+    card: &ModelCard,
+) -> Result<(), ModelError> {
+    std::fs::create_dir_all(run_dir).map_err(|source| ModelError::Io {
+        path: run_dir.to_path_buf(),
+        source,
+    })?;
+    if let Some(vs) = vs {
+        let path = run_dir.join(WEIGHTS_FILE);
+        vs.save(&path)
+            .map_err(|source| ModelError::Weights { path, source })?;
+    }
+    write_card(run_dir, card)
+}
+
+/// Copies weights from a safetensors file into `vs`, checking that every variable is present
+/// with the right shape (tch's own `load` would broadcast mismatched shapes silently).
+pub fn load_weights(vs: &mut nn::VarStore, path: &Path, channels: usize) -> Result<(), ModelError> {
+    if !path.exists() {
+        return Err(ModelError::MissingWeights {
+            path: path.to_path_buf(),
+        });
+    }
+    let stored: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+        .map_err(|source| ModelError::Weights {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .into_iter()
+        .collect();
+    tch::no_grad(|| {
+        for (name, mut var) in vs.variables() {
+            let src = stored.get(&name).ok_or_else(|| ModelError::MissingTensor {
+                path: path.to_path_buf(),
+                name: name.clone(),
+            })?;
+            if src.size() != var.size() {
+                return Err(ModelError::Shape {
+                    path: path.to_path_buf(),
+                    name,
+                    found: src.size(),
+                    expected: var.size(),
+                    channels,
+                });
+            }
+            var.copy_(src);
+        }
+        Ok(())
+    })
+}
+
+/// Reads a run directory written by `train`: the model card and, for networks, the weights
+/// on `device`.
+pub fn load_run(run_dir: &Path, device: Device) -> Result<(LoadedModel, ModelCard), ModelError> {
+    let card_path = run_dir.join(MODEL_CARD_FILE);
+    let text = std::fs::read_to_string(&card_path).map_err(|source| ModelError::Io {
+        path: card_path.clone(),
+        source,
+    })?;
+    let card: ModelCard = serde_json::from_str(&text).map_err(|source| ModelError::Card {
+        path: card_path.clone(),
+        source,
+    })?;
+    if card.channel >= card.channels {
+        return Err(ModelError::ChannelOutOfRange {
+            path: card_path,
+            channel: card.channel,
+            channels: card.channels,
+        });
+    }
+    let model = match (card.architecture, card.input_normalisation) {
+        (Architecture::ConfidenceNet, InputNormalisation::Epsilon { epsilon }) => {
+            let mut vs = nn::VarStore::new(device);
+            let net = ConfidenceNet::new(&vs.root(), card.channels as i64, epsilon);
+            load_weights(&mut vs, &run_dir.join(WEIGHTS_FILE), card.channels)?;
+            LoadedModel::Network {
+                vs,
+                net: Box::new(net),
+            }
+        }
+        (Architecture::GrayThreshold, InputNormalisation::Luma) => LoadedModel::GrayThreshold,
+        (architecture, normalisation) => {
+            return Err(ModelError::Normalisation {
+                path: card_path,
+                architecture,
+                normalisation,
+            })
+        }
+    };
+    Ok((model, card))
+}

@@ -1,0 +1,155 @@
+//! Confidence network f_θ: a tiny dilated residual FCNN (paper appendix E.3).
+//!
+//! Variable names mirror the authors' PyTorch module (`src/modules.py`,
+//! `ConfidenceNetwork(3, 8, K)`), so `model.safetensors` loads into it with
+//! `load_state_dict(..., strict=False)` (only BatchNorm's `num_batches_tracked` is absent).
+
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+/// Channel width of every hidden layer.
+pub const HIDDEN_CHANNELS: i64 = 8;
+/// Padding = dilation of the six residual blocks.
+pub const DILATIONS: [i64; 6] = [1, 2, 3, 5, 10, 20];
+/// Inputs are mapped to (1-ε)x+ε so that no attended pixel I·C is exactly zero (paper code).
+pub const DEFAULT_EPSILON: f64 = 0.05;
+
+/// Maps raw [0,1] intensities to [ε,1].
+pub fn normalise_input(x: &Tensor, epsilon: f64) -> Tensor {
+    x * (1.0 - epsilon) + epsilon
+}
+
+/// 8-bit-rounded ITU-R 601 luma in [0,1] (B×H×W) of RGB in [0,1] (B×3×H×W).
+pub fn luma(images: &Tensor) -> Tensor {
+    let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
+        .to_device(images.device())
+        .view([1, 3, 1, 1]);
+    (images * weights * 255.0)
+        .sum_dim_intlist(1, false, tch::Kind::Float)
+        .round()
+        / 255.0
+}
+
+/// PyTorch's default conv init, U(±1/sqrt(fan_in)); tch's default uses the ReLU gain.
+fn torch_default_init(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+/// conv 3×3 (no bias) → BatchNorm → ELU; named `<p>.f.0` and `<p>.f.1` like nn.Sequential.
+#[derive(Debug)]
+struct Conv2dBlock {
+    conv: nn::Conv2D,
+    norm: nn::BatchNorm,
+}
+
+impl Conv2dBlock {
+    fn new(p: nn::Path, c_in: i64, c_out: i64, dilation: i64) -> Self {
+        let f = p / "f";
+        let conv = nn::conv2d(
+            &f / "0",
+            c_in,
+            c_out,
+            3,
+            nn::ConvConfig {
+                padding: dilation,
+                dilation,
+                bias: false,
+                ws_init: torch_default_init(c_in * 9),
+                ..Default::default()
+            },
+        );
+        // PyTorch initialises BatchNorm to the identity; tch draws weights from U(0,1).
+        let norm = nn::batch_norm2d(
+            &f / "1",
+            c_out,
+            nn::BatchNormConfig {
+                ws_init: nn::Init::Const(1.0),
+                ..Default::default()
+            },
+        );
+        Self { conv, norm }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        x.apply(&self.conv).apply_t(&self.norm, train).elu()
+    }
+}
+
+/// Confidence network with K sigmoid output channels. Takes raw RGB in [0,1] (B×3×H×W)
+/// through [`ModuleT::forward_t`] and returns confidences in (0,1) (B×K×H×W).
+#[derive(Debug)]
+pub struct ConfidenceNet {
+    stem: Conv2dBlock,
+    residual: Vec<[Conv2dBlock; 2]>,
+    head: nn::Conv2D,
+    channels: i64,
+    epsilon: f64,
+}
+
+impl ConfidenceNet {
+    /// Builds the network under `root` (use `vs.root()` for PyTorch-compatible names).
+    pub fn new(root: &nn::Path, channels: i64, epsilon: f64) -> Self {
+        let f = root / "f";
+        let stem = Conv2dBlock::new(&f / "0", 3, HIDDEN_CHANNELS, 1);
+        let residual = DILATIONS
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                let block = &f / (i + 1) / "block";
+                [0, 1].map(|j| Conv2dBlock::new(&block / j, HIDDEN_CHANNELS, HIDDEN_CHANNELS, d))
+            })
+            .collect();
+        let head = nn::conv2d(
+            &f / (DILATIONS.len() + 1),
+            HIDDEN_CHANNELS,
+            channels,
+            1,
+            nn::ConvConfig {
+                ws_init: torch_default_init(HIDDEN_CHANNELS),
+                bs_init: torch_default_init(HIDDEN_CHANNELS),
+                ..Default::default()
+            },
+        );
+        Self {
+            stem,
+            residual,
+            head,
+            channels,
+            epsilon,
+        }
+    }
+
+    /// Number of output channels K.
+    pub fn channels(&self) -> i64 {
+        self.channels
+    }
+
+    /// The ε of the input mapping (1-ε)x+ε.
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
+    }
+
+    /// Raw [0,1] image → the network's input (also the image that patches are cut from).
+    pub fn normalise(&self, x: &Tensor) -> Tensor {
+        normalise_input(x, self.epsilon)
+    }
+
+    /// Confidence maps for an already normalised input.
+    pub fn confidence(&self, normalised: &Tensor, train: bool) -> Tensor {
+        let mut h = self.stem.forward_t(normalised, train);
+        for [a, b] in &self.residual {
+            h = &h + b.forward_t(&a.forward_t(&h, train), train);
+        }
+        h.apply(&self.head).sigmoid()
+    }
+}
+
+impl ModuleT for ConfidenceNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.confidence(&self.normalise(x), train)
+    }
+}

@@ -1,0 +1,120 @@
+//! Training options, with the paper's defaults (section 3.2, appendix E).
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::model::Method;
+
+/// Patch similarity s(a, b) on attended images (paper appendix C).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Similarity {
+    /// s = −mean((a − b)²), eq. 8.
+    #[default]
+    Mse,
+    /// s = mean(a·log₂b + (1−a)·log₂(1−b)), eq. 9.
+    Ce,
+}
+
+/// How positive and negative patches are drawn from the candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    /// Section 2.3: draw ∝ 1 − mean entropy, then positive ~ Bernoulli(mean confidence).
+    #[default]
+    Entropy,
+    /// Appendix B.1: positives ∝ mean confidence, negatives ∝ 1 − that probability.
+    Confidence,
+    /// Appendix B.2: uniform among the `topk` most / the remaining least confident.
+    Topk,
+}
+
+/// All knobs of `train`. `Default` gives the paper's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub method: Method,
+    /// Epochs; one epoch draws one crop from each training image.
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (counting skipped ones), whatever `epochs` says.
+    pub max_steps: Option<usize>,
+    pub seed: u64,
+    #[serde(with = "device_name")]
+    pub device: tch::Device,
+    pub similarity: Similarity,
+    pub sampler: SamplerKind,
+    /// Candidates per class kept as positives by the top-k sampler (authors' default 50).
+    pub topk: usize,
+    /// Output channels K.
+    pub channels: usize,
+    /// Side of the square random crops.
+    pub crop: u32,
+    pub batch: usize,
+    /// Patches sampled per image and channel (n).
+    pub patches: usize,
+    /// Anchors drawn per channel from its positives (the authors' fixed `n := 10`).
+    pub anchors: usize,
+    pub patch_size: u32,
+    /// Stride between candidate patches.
+    pub stride: u32,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// ε of the input mapping (1−ε)x+ε.
+    pub epsilon: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            method: Method::Contrastive,
+            epochs: 300,
+            max_steps: None,
+            seed: 0,
+            device: tch::Device::Cpu,
+            similarity: Similarity::Mse,
+            sampler: SamplerKind::Entropy,
+            topk: 50,
+            channels: 4,
+            crop: 300,
+            batch: 10,
+            patches: 10,
+            anchors: 10,
+            patch_size: 50,
+            stride: 20,
+            lr: 2e-4,
+            weight_decay: 1e-4,
+            epsilon: crate::model::DEFAULT_EPSILON,
+        }
+    }
+}
+
+/// Serialises a device as "cpu", "cuda:N", "mps" or "vulkan".
+mod device_name {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use tch::Device;
+
+    pub fn serialize<S: Serializer>(device: &Device, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&match device {
+            Device::Cpu => "cpu".to_string(),
+            Device::Cuda(i) => format!("cuda:{i}"),
+            Device::Mps => "mps".to_string(),
+            Device::Vulkan => "vulkan".to_string(),
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Device, D::Error> {
+        let name = String::deserialize(d)?;
+        match name.as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            "mps" => Ok(Device::Mps),
+            "vulkan" => Ok(Device::Vulkan),
+            _ => name
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| {
+                    D::Error::custom(format!("unknown device `{name}`; use cpu or cuda:N"))
+                }),
+        }
+    }
+}

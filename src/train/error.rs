@@ -1,0 +1,35 @@
+//! Errors of `train`.
+
+use std::path::PathBuf;
+
+use super::config::Method;
+use super::data::DataError;
+use crate::model::ModelError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+    #[error("the {0:?} method needs labeled images (images/ with masks/); pass a validation set")]
+    NeedsLabels(Method),
+    #[error("the supervised baseline needs a mask for every training crop; {0}")]
+    NeedsMasks(String),
+    #[error("{path}: cannot write: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}

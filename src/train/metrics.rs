@@ -1,0 +1,61 @@
+//! Per-epoch metrics and `metrics.csv`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::error::TrainError;
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochMetrics {
+    /// 0-based.
+    pub epoch: usize,
+    /// Mean over the epoch's non-skipped steps (`None` if all were skipped).
+    pub loss: Option<f64>,
+    pub intra: Option<f64>,
+    pub inter: Option<f64>,
+    pub steps: usize,
+    pub skipped_steps: usize,
+    /// Validation Dice per channel (empty without validation data).
+    pub val_dice: Vec<f64>,
+    /// Seconds since training started.
+    pub elapsed_s: f64,
+}
+
+/// Appends one row per epoch to `metrics.csv`, flushing each so a crashed run keeps its log.
+#[derive(Debug)]
+pub struct MetricsCsv {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl MetricsCsv {
+    /// Creates `run_dir/metrics.csv` with a header for `channels` Dice columns.
+    pub fn create(run_dir: &Path, channels: usize) -> Result<Self, TrainError> {
+        let path = run_dir.join("metrics.csv");
+        let mut file = std::fs::File::create(&path).map_err(TrainError::io(&path))?;
+        let dice: String = (0..channels).map(|c| format!(",val_dice_c{c}")).collect();
+        writeln!(file, "epoch,loss,intra,inter,skipped_steps{dice},elapsed_s")
+            .map_err(TrainError::io(&path))?;
+        Ok(Self { path, file })
+    }
+
+    pub fn append(&mut self, m: &EpochMetrics) -> Result<(), TrainError> {
+        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let dice: String = m.val_dice.iter().map(|d| format!(",{d}")).collect();
+        writeln!(
+            self.file,
+            "{},{},{},{},{}{dice},{:.3}",
+            m.epoch,
+            opt(m.loss),
+            opt(m.intra),
+            opt(m.inter),
+            m.skipped_steps,
+            m.elapsed_s
+        )
+        .and_then(|()| self.file.flush())
+        .map_err(TrainError::io(&self.path))
+    }
+}

@@ -1,0 +1,227 @@
+//! `train`: the epoch loop, per-epoch validation, model selection and RUN_DIR outputs.
+
+use std::path::Path;
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::config::{Method, TrainConfig};
+use super::curves::draw_curves;
+use super::data::{CropSource, LabeledSet};
+use super::error::TrainError;
+use super::metrics::{EpochMetrics, MetricsCsv};
+use super::step::{StepOutcome, Trainer};
+use super::threshold::fit_gray_threshold;
+use super::validate::validation_dice;
+use crate::model::{save_run, Architecture, InputNormalisation, ModelCard};
+
+/// Confidence threshold for validation and segmentation (paper 3.2).
+pub const CONFIDENCE_THRESHOLD: f64 = 0.5;
+
+/// Reported to the caller's progress callback.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    Step {
+        epoch: usize,
+        step: usize,
+        outcome: StepOutcome,
+    },
+    Epoch(&'a EpochMetrics),
+}
+
+/// The selected checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Best {
+    pub epoch: Option<usize>,
+    pub channel: usize,
+    pub dice: f64,
+}
+
+/// Result of one `train` call.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub method: Method,
+    pub seed: u64,
+    /// `None` without validation data (the last epoch's weights are saved then).
+    pub best: Option<Best>,
+    pub steps: usize,
+    pub skipped_steps: usize,
+    pub elapsed_s: f64,
+    pub epochs: Vec<EpochMetrics>,
+}
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+fn check(config: &TrainConfig) -> Result<(), TrainError> {
+    let bad = |what: &str| Err(TrainError::Config(what.to_string()));
+    if config.epochs == 0 || config.max_steps == Some(0) {
+        return bad("epochs and max_steps must be at least 1");
+    }
+    if config.batch == 0 || config.patches == 0 || config.anchors == 0 || config.channels == 0 {
+        return bad("batch, patches, anchors and channels must be at least 1");
+    }
+    if config.patch_size > config.crop {
+        return bad("patch_size must not exceed crop");
+    }
+    if !(0.0..1.0).contains(&config.epsilon) {
+        return bad("epsilon must be in [0, 1)");
+    }
+    Ok(())
+}
+
+/// Trains per `config` on crops from `data`, validating on `val` after every epoch, and
+/// writes `model.safetensors` (best epoch), `model.json`, `metrics.csv` and `curves.png`
+/// to `run_dir`. The threshold baseline is fitted on `val` (for MoNuSeg, as in the paper,
+/// the labeled training images) and writes only `model.json`.
+pub fn train(
+    config: &TrainConfig,
+    data: &dyn CropSource,
+    val: Option<&LabeledSet>,
+    run_dir: &Path,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<TrainSummary, TrainError> {
+    check(config)?;
+    std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
+    let config_path = run_dir.join("config.json");
+    let config_json = serde_json::to_string_pretty(config).expect("config serialises");
+    std::fs::write(&config_path, config_json).map_err(TrainError::io(&config_path))?;
+    let start = Instant::now();
+    let card = |channels: usize| ModelCard {
+        architecture: Architecture::ConfidenceNet,
+        method: config.method,
+        channels,
+        channel: 0,
+        threshold: CONFIDENCE_THRESHOLD,
+        input_normalisation: InputNormalisation::Epsilon {
+            epsilon: config.epsilon,
+        },
+        epoch: None,
+        val_dice: Vec::new(),
+        seed: config.seed,
+        data: data.describe(),
+        slidestream_version: env!("CARGO_PKG_VERSION").to_string(),
+        train_mpp: data.mpp(),
+    };
+    let summary = |best, steps, skipped_steps, epochs| TrainSummary {
+        method: config.method,
+        seed: config.seed,
+        best,
+        steps,
+        skipped_steps,
+        elapsed_s: start.elapsed().as_secs_f64(),
+        epochs,
+    };
+
+    if config.method == Method::Threshold {
+        let set = val.ok_or(TrainError::NeedsLabels(Method::Threshold))?;
+        let fit = fit_gray_threshold(set);
+        let card = ModelCard {
+            architecture: Architecture::GrayThreshold,
+            channels: 1,
+            threshold: fit.threshold,
+            input_normalisation: InputNormalisation::Luma,
+            val_dice: vec![fit.dice],
+            ..card(1)
+        };
+        save_run(run_dir, None, &card)?;
+        let best = Best {
+            epoch: None,
+            channel: 0,
+            dice: fit.dice,
+        };
+        return Ok(summary(Some(best), 0, 0, Vec::new()));
+    }
+
+    tch::manual_seed(config.seed as i64);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut trainer = Trainer::new(config)?;
+    let channels = trainer.net.channels() as usize;
+    let mut csv = MetricsCsv::create(run_dir, channels)?;
+    let mut history: Vec<EpochMetrics> = Vec::new();
+    let mut best: Option<Best> = None;
+    let (mut steps, mut skipped) = (0usize, 0usize);
+    let mut items: Vec<usize> = (0..data.epoch_len()).collect();
+
+    for epoch in 0..config.epochs {
+        if config.max_steps.is_some_and(|max| steps >= max) {
+            break;
+        }
+        items.shuffle(&mut rng);
+        let (mut losses, mut intras, mut inters) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut epoch_steps, mut epoch_skipped) = (0, 0);
+        for chunk in items.chunks(config.batch) {
+            if config.max_steps.is_some_and(|max| steps >= max) {
+                break;
+            }
+            let batch = data.crops(chunk, config.crop, config.device, &mut rng)?;
+            let outcome = trainer.step(&batch)?;
+            match outcome {
+                StepOutcome::Skipped => epoch_skipped += 1,
+                StepOutcome::Updated { loss, intra, inter } => {
+                    losses.push(loss);
+                    intras.extend(intra);
+                    inters.extend(inter);
+                }
+            }
+            steps += 1;
+            epoch_steps += 1;
+            progress(Progress::Step {
+                epoch,
+                step: steps,
+                outcome,
+            });
+        }
+        skipped += epoch_skipped;
+        let val_dice = val
+            .map(|set| validation_dice(&trainer.net, set, config.device, CONFIDENCE_THRESHOLD))
+            .unwrap_or_default();
+        let metrics = EpochMetrics {
+            epoch,
+            loss: mean(&losses),
+            intra: mean(&intras),
+            inter: mean(&inters),
+            steps: epoch_steps,
+            skipped_steps: epoch_skipped,
+            val_dice,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        };
+        csv.append(&metrics)?;
+        // Paper 3.2: keep the (epoch, channel) with the highest validation Dice (first one
+        // on ties); without validation data, keep the latest weights.
+        let candidate =
+            metrics
+                .val_dice
+                .iter()
+                .copied()
+                .enumerate()
+                .fold(None::<(usize, f64)>, |b, (c, d)| match b {
+                    Some((_, bd)) if bd >= d => b,
+                    _ => Some((c, d)),
+                });
+        let save = candidate.is_none_or(|(_, d)| best.is_none_or(|b| d > b.dice));
+        if save {
+            let channel = candidate.map_or(0, |(c, _)| c);
+            best = candidate.map(|(channel, dice)| Best {
+                epoch: Some(epoch),
+                channel,
+                dice,
+            });
+            let card = ModelCard {
+                channel,
+                epoch: Some(epoch),
+                val_dice: metrics.val_dice.clone(),
+                ..card(channels)
+            };
+            save_run(run_dir, Some(&trainer.vs), &card)?;
+        }
+        progress(Progress::Epoch(&metrics));
+        history.push(metrics);
+    }
+    draw_curves(&history, &run_dir.join("curves.png"))?;
+    Ok(summary(best, steps, skipped, history))
+}

@@ -1,0 +1,139 @@
+//! One optimizer step: the network, its optimizer and the per-method objective.
+
+use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::{Kind, Reduction, Tensor};
+
+use super::config::{Method, TrainConfig};
+use super::data::Batch;
+use super::error::TrainError;
+use super::loss::{contrastive_loss, LossParts};
+use super::patches::attended_patches;
+use super::sampler::{sample_patches, CandidateGrid};
+use crate::model::ConfidenceNet;
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StepOutcome {
+    /// Some channel had no positive or no negative patch: no update (as the authors do).
+    Skipped,
+    /// Loss values after the forward pass; `intra`/`inter` only for the contrastive method.
+    Updated {
+        loss: f64,
+        intra: Option<f64>,
+        inter: Option<f64>,
+    },
+}
+
+/// The contrastive loss of a batch of raw [0,1] images, or `None` when the step must be
+/// skipped. `net` runs in training mode (batch statistics), as in the authors' code.
+pub fn contrastive_objective(
+    net: &ConfidenceNet,
+    config: &TrainConfig,
+    images: &Tensor,
+) -> Result<Option<LossParts>, TrainError> {
+    let (b, h, w) = (images.size()[0], images.size()[2], images.size()[3]);
+    let grid = CandidateGrid::new(h, w, config.patch_size.into(), config.stride.into())?;
+    let normalised = net.normalise(images);
+    let confidence = net.confidence(&normalised, true);
+    let sample = tch::no_grad(|| {
+        sample_patches(
+            config.sampler,
+            &grid,
+            &confidence.detach(),
+            config.patches as i64,
+            config.topk as i64,
+        )
+    })?;
+    let k = confidence.size()[1];
+    let pool = |roles: &Tensor| roles.permute([1, 0, 2]).reshape([k, -1]); // K×(B·S)
+    let (positive, negative) = (pool(&sample.positive), pool(&sample.negative));
+    // The only host round trip of the step: whether every channel has both roles.
+    let usable = positive
+        .any_dim(1, false)
+        .all()
+        .logical_and(&negative.any_dim(1, false).all());
+    if !bool::try_from(usable)? {
+        return Ok(None);
+    }
+    let anchors = positive
+        .to_kind(Kind::Float)
+        .multinomial(config.anchors as i64, true);
+    let patches = attended_patches(&normalised, &confidence, &grid, &sample.index);
+    Ok(Some(contrastive_loss(
+        config.similarity,
+        &patches,
+        &positive,
+        &negative,
+        &anchors,
+        b,
+    )))
+}
+
+/// Network + Adam, stepping on batches.
+#[derive(Debug)]
+pub struct Trainer {
+    pub vs: nn::VarStore,
+    pub net: ConfidenceNet,
+    optimizer: nn::Optimizer,
+    config: TrainConfig,
+}
+
+impl Trainer {
+    /// A freshly initialised network (from torch's global RNG: call `tch::manual_seed`
+    /// first for reproducibility). The supervised baseline always has one channel.
+    pub fn new(config: &TrainConfig) -> Result<Self, TrainError> {
+        let vs = nn::VarStore::new(config.device);
+        let channels = match config.method {
+            Method::Supervised => 1,
+            _ => config.channels as i64,
+        };
+        let net = ConfidenceNet::new(&vs.root(), channels, config.epsilon);
+        let optimizer = nn::Adam::default()
+            .wd(config.weight_decay)
+            .build(&vs, config.lr)?;
+        Ok(Self {
+            vs,
+            net,
+            optimizer,
+            config: config.clone(),
+        })
+    }
+
+    /// One optimizer step on `batch`.
+    pub fn step(&mut self, batch: &Batch) -> Result<StepOutcome, TrainError> {
+        let (loss, intra, inter) = match self.config.method {
+            Method::Contrastive => {
+                match contrastive_objective(&self.net, &self.config, &batch.images)? {
+                    None => return Ok(StepOutcome::Skipped),
+                    Some(p) => {
+                        let intra = f64::try_from(&p.intra)?;
+                        let inter = f64::try_from(&p.inter)?;
+                        (p.total, Some(intra), Some(inter))
+                    }
+                }
+            }
+            Method::Supervised => {
+                let masks = batch.masks.as_ref().ok_or_else(|| {
+                    TrainError::NeedsMasks("the crop source returned crops without masks".into())
+                })?;
+                let confidence = self.net.forward_t(&batch.images, true);
+                (
+                    confidence.binary_cross_entropy(masks, None::<Tensor>, Reduction::Mean),
+                    None,
+                    None,
+                )
+            }
+            Method::Threshold => {
+                return Err(TrainError::Config(
+                    "the threshold baseline has no optimizer steps".into(),
+                ))
+            }
+        };
+        self.optimizer.backward_step(&loss);
+        Ok(StepOutcome::Updated {
+            loss: f64::try_from(&loss)?,
+            intra,
+            inter,
+        })
+    }
+}

@@ -1,0 +1,155 @@
+//! `slidestream train` end to end on small synthetic data: an image folder and slides.
+
+mod common;
+
+use common::binary;
+use slidestream::synth::{write_png_pair, SynthSpec};
+use std::path::Path;
+
+/// Small, fast settings: tiny crops and patches, two steps.
+const QUICK: [&str; 14] = [
+    "--crop",
+    "96",
+    "--patch-size",
+    "16",
+    "--stride",
+    "8",
+    "--batch",
+    "2",
+    "--epochs",
+    "1",
+    "--max-steps",
+    "2",
+    "--device",
+    "cpu",
+];
+
+fn labeled_folder(root: &Path) {
+    for i in 0..3 {
+        let spec = SynthSpec {
+            tissue_coverage: 1.0,
+            ..SynthSpec::new(160, 160, i)
+        };
+        let name = format!("tile{i}.png");
+        write_png_pair(
+            &spec,
+            root.join("images").join(&name),
+            root.join("masks").join(&name),
+        )
+        .unwrap();
+    }
+}
+
+fn run(args: &[&str], extra: &[&std::ffi::OsStr]) -> std::process::Output {
+    binary()
+        .arg("-q")
+        .arg("train")
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn folder_training_writes_a_complete_run_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    labeled_folder(dir.path());
+    let out = dir.path().join("run");
+    let result = run(
+        &QUICK,
+        &[
+            "--data".as_ref(),
+            dir.path().as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    for file in [
+        "model.safetensors",
+        "model.json",
+        "metrics.csv",
+        "curves.png",
+    ] {
+        assert!(out.join(file).exists(), "{file} missing");
+    }
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(card["channels"], 4);
+    assert_eq!(card["val_dice"].as_array().unwrap().len(), 4);
+    // A second run into the same folder refuses to overwrite the model.
+    let again = run(
+        &QUICK,
+        &[
+            "--data".as_ref(),
+            dir.path().as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a trained model"));
+}
+
+#[test]
+fn slide_training_streams_tissue_crops_and_reports_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let slide = dir.path().join("slide.tif");
+    let synth = binary()
+        .args([
+            "-q", "synth", "--width", "1024", "--height", "1024", "--out",
+        ])
+        .arg(&slide)
+        .status()
+        .unwrap();
+    assert!(synth.success());
+    let out = dir.path().join("run");
+    let result = run(
+        &QUICK,
+        &[
+            "--data".as_ref(),
+            slide.as_os_str(),
+            "--epoch-crops".as_ref(),
+            "4".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("crop_stream.json")).unwrap()).unwrap();
+    assert_eq!(report["crops"], 4);
+    assert!(out.join("model.safetensors").exists());
+}
+
+#[test]
+fn no_usable_slide_is_a_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.svs");
+    std::fs::write(&text, "not a slide").unwrap();
+    let out = dir.path().join("run");
+    let result = run(
+        &QUICK,
+        &[
+            "--data".as_ref(),
+            text.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("notes.svs"), "{stderr}");
+    assert!(
+        !out.exists(),
+        "nothing is created for a run that cannot start"
+    );
+}

@@ -1,0 +1,265 @@
+//! Training end to end on small synthetic data: steps, skips, RUN_DIR outputs, baselines.
+
+mod common;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use slidestream::model::{load_run, Architecture, LoadedModel, Method};
+use slidestream::train::{
+    train, train_seeds, Batch, CropSource, Progress, StepOutcome, TrainConfig, Trainer,
+};
+use tch::{Device, Kind};
+
+/// torch's RNG is process-global and tests run on parallel threads: seeded runs take turns.
+fn serial() -> MutexGuard<'static, ()> {
+    static TORCH_RNG: Mutex<()> = Mutex::new(());
+    TORCH_RNG.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn small(method: Method) -> TrainConfig {
+    TrainConfig {
+        method,
+        epochs: 1,
+        channels: 2,
+        crop: 64,
+        batch: 4,
+        patches: 10,
+        patch_size: 16,
+        stride: 8,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn defaults_are_the_papers_and_round_trip() {
+    let c = TrainConfig::default();
+    assert_eq!(
+        (
+            c.epochs,
+            c.channels,
+            c.crop,
+            c.batch,
+            c.patches,
+            c.patch_size,
+            c.stride
+        ),
+        (300, 4, 300, 10, 10, 50, 20)
+    );
+    assert_eq!((c.lr, c.weight_decay, c.epsilon), (2e-4, 1e-4, 0.05));
+    let json = serde_json::to_string(&TrainConfig {
+        device: Device::Cuda(1),
+        ..c.clone()
+    })
+    .unwrap();
+    assert!(json.contains("\"cuda:1\""), "{json}");
+    let back: TrainConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.device, Device::Cuda(1));
+    let partial: TrainConfig =
+        serde_json::from_str(r#"{"method":"supervised","sampler":"topk","similarity":"ce"}"#)
+            .unwrap();
+    assert_eq!(partial.epochs, 300);
+    assert!(serde_json::from_str::<TrainConfig>(r#"{"epoch":3}"#).is_err());
+}
+
+/// All-negative (or all-positive) confidences leave a channel without one of the roles:
+/// the step is skipped and the weights stay as they were.
+#[test]
+fn steps_without_both_roles_are_skipped() {
+    let _turn = serial();
+    let data = common::disks(4, 64, 6, 10, 1);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let batch: Batch = data
+        .crops(&[0, 1, 2, 3], 64, Device::Cpu, &mut rng)
+        .unwrap();
+    for bias in [-40.0, 40.0] {
+        tch::manual_seed(0);
+        let mut trainer = Trainer::new(&small(Method::Contrastive)).unwrap();
+        let head = trainer.vs.variables()["f.7.bias"].shallow_clone();
+        tch::no_grad(|| {
+            let _ = head.shallow_clone().fill_(bias);
+        });
+        let before = trainer.vs.variables()["f.0.f.0.weight"].copy();
+        assert_eq!(trainer.step(&batch).unwrap(), StepOutcome::Skipped);
+        assert_eq!(trainer.vs.variables()["f.0.f.0.weight"], before);
+    }
+    tch::manual_seed(0);
+    let mut trainer = Trainer::new(&small(Method::Contrastive)).unwrap();
+    assert!(matches!(
+        trainer.step(&batch).unwrap(),
+        StepOutcome::Updated { intra: Some(_), .. }
+    ));
+}
+
+fn mean_loss(history: &[f64]) -> f64 {
+    history.iter().sum::<f64>() / history.len() as f64
+}
+
+#[test]
+fn contrastive_training_learns_disks() {
+    let _turn = serial();
+    let data = common::disks(8, 96, 12, 10, 2);
+    let val = data.labeled().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        epochs: 40,
+        lr: 3e-3,
+        ..small(Method::Contrastive)
+    };
+    let mut losses = Vec::new();
+    let summary = train(&config, &data, Some(&val), dir.path(), &mut |p| {
+        if let Progress::Step {
+            outcome: StepOutcome::Updated { loss, .. },
+            ..
+        } = p
+        {
+            losses.push(loss);
+        }
+    })
+    .unwrap();
+    let best = summary.best.unwrap();
+    let chance = {
+        let f = val
+            .items
+            .iter()
+            .map(|i| f64::try_from(i.mask.to_kind(Kind::Float).mean(Kind::Float)).unwrap())
+            .sum::<f64>()
+            / val.items.len() as f64;
+        2.0 * f / (1.0 + f)
+    };
+    let (first, last) = (
+        mean_loss(&losses[..10]),
+        mean_loss(&losses[losses.len() - 10..]),
+    );
+    eprintln!(
+        "best {best:?}, chance {chance:.3}, loss {first:.4} → {last:.4}, skipped {}",
+        summary.skipped_steps
+    );
+    assert!(
+        best.dice > chance + 0.2 && last < first,
+        "best {best:?} chance {chance}, loss {first} → {last}"
+    );
+}
+
+#[test]
+fn run_dir_has_all_outputs_and_loads() {
+    let _turn = serial();
+    let data = common::disks(6, 64, 6, 10, 3);
+    let val = data.labeled().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        epochs: 3,
+        max_steps: Some(5),
+        ..small(Method::Contrastive)
+    };
+    let mut epochs = 0;
+    let summary = train(&config, &data, Some(&val), dir.path(), &mut |p| {
+        epochs += matches!(p, Progress::Epoch(_)) as usize
+    })
+    .unwrap();
+    // 6 images in batches of 4: 2 steps per epoch, so the third epoch stops after 1 step.
+    assert_eq!((summary.steps, summary.epochs.len(), epochs), (5, 3, 3));
+    assert_eq!(summary.epochs[2].steps, 1);
+    let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+    let lines: Vec<_> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "epoch,loss,intra,inter,skipped_steps,val_dice_c0,val_dice_c1,elapsed_s"
+    );
+    assert_eq!(lines.len(), 4);
+    let png = image::open(dir.path().join("curves.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (800, 600));
+    let (model, card) = load_run(dir.path(), Device::Cpu).unwrap();
+    let best = summary.best.unwrap();
+    assert_eq!(
+        (card.epoch, card.channel, card.channels),
+        (best.epoch, best.channel, 2)
+    );
+    assert_eq!(card.val_dice[best.channel], best.dice);
+    assert!(matches!(model, LoadedModel::Network { .. }));
+    assert!(dir.path().join("config.json").exists());
+}
+
+#[test]
+fn seeds_write_subfolders_and_summary() {
+    let _turn = serial();
+    let data = common::disks(4, 64, 6, 10, 4);
+    let val = data.labeled().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        seed: 5,
+        max_steps: Some(1),
+        ..small(Method::Contrastive)
+    };
+    let summary = train_seeds(&config, 3, &data, Some(&val), dir.path(), &mut |_, _| {}).unwrap();
+    assert_eq!(
+        summary.runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        [5, 6, 7]
+    );
+    for seed in 5..8 {
+        assert!(dir.path().join(format!("seed-{seed}/model.json")).exists());
+    }
+    let dice: Vec<f64> = summary.runs.iter().map(|r| r.best_dice.unwrap()).collect();
+    assert_eq!(summary.max, dice.iter().copied().reduce(f64::max));
+    let selected = summary
+        .runs
+        .iter()
+        .find(|r| r.best_dice == summary.max)
+        .unwrap();
+    assert_eq!(summary.selected_seed, Some(selected.seed));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["runs"].as_array().unwrap().len(), 3);
+    assert!(json["p80"].as_f64().unwrap() <= json["max"].as_f64().unwrap());
+}
+
+#[test]
+fn supervised_baseline_fits_masks() {
+    let _turn = serial();
+    let data = common::disks(4, 64, 6, 10, 5);
+    let val = data.labeled().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        epochs: 60,
+        lr: 1e-2,
+        ..small(Method::Supervised)
+    };
+    let summary = train(&config, &data, Some(&val), dir.path(), &mut |_| {}).unwrap();
+    let best = summary.best.unwrap();
+    assert!(best.dice > 0.8, "{best:?}");
+    let (_, card) = load_run(dir.path(), Device::Cpu).unwrap();
+    assert_eq!((card.method, card.channels), (Method::Supervised, 1));
+}
+
+#[test]
+fn threshold_baseline_finds_the_gap() {
+    let _turn = serial();
+    let data = common::disks(3, 64, 6, 0, 6);
+    let val = data.labeled().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        method: Method::Threshold,
+        ..TrainConfig::default()
+    };
+    let summary = train(&config, &data, Some(&val), dir.path(), &mut |_| {}).unwrap();
+    assert_eq!(summary.best.unwrap().dice, 1.0);
+    let (model, card) = load_run(dir.path(), Device::Cpu).unwrap();
+    assert_eq!(card.architecture, Architecture::GrayThreshold);
+    assert!(!dir.path().join("model.safetensors").exists());
+    // Nuclei luma is 61/255, background 197/255: the first cut that separates them is 61.5.
+    assert!(
+        (card.threshold - 61.5 / 255.0).abs() < 1e-9,
+        "{}",
+        card.threshold
+    );
+    for item in &val.items {
+        let fg = model
+            .foreground(&card, &item.image_f32(Device::Cpu))
+            .squeeze_dim(0);
+        assert_eq!(fg, item.mask);
+    }
+    let err = train(&config, &data, None, dir.path(), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("labeled"), "{err}");
+}
