@@ -40,12 +40,16 @@ fn labeled_folder(root: &Path) {
     }
 }
 
-fn run(args: &[&str], extra: &[&std::ffi::OsStr]) -> std::process::Output {
+/// `slidestream train` with the quick settings on `data`, into `out`, plus `extra` flags.
+fn run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     binary()
-        .arg("-q")
-        .arg("train")
-        .args(args)
+        .args(["-q", "train"])
+        .args(QUICK)
         .args(extra)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
         .output()
         .unwrap()
 }
@@ -55,15 +59,7 @@ fn folder_training_writes_a_complete_run_dir() {
     let dir = tempfile::tempdir().unwrap();
     labeled_folder(dir.path());
     let out = dir.path().join("run");
-    let result = run(
-        &QUICK,
-        &[
-            "--data".as_ref(),
-            dir.path().as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-        ],
-    );
+    let result = run(dir.path(), &out, &[]);
     assert!(
         result.status.success(),
         "{}",
@@ -82,15 +78,7 @@ fn folder_training_writes_a_complete_run_dir() {
     assert_eq!(card["channels"], 4);
     assert_eq!(card["val_dice"].as_array().unwrap().len(), 4);
     // A second run into the same folder refuses to overwrite the model.
-    let again = run(
-        &QUICK,
-        &[
-            "--data".as_ref(),
-            dir.path().as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-        ],
-    );
+    let again = run(dir.path(), &out, &[]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a trained model"));
 }
@@ -108,17 +96,7 @@ fn slide_training_streams_tissue_crops_and_reports_the_stream() {
         .unwrap();
     assert!(synth.success());
     let out = dir.path().join("run");
-    let result = run(
-        &QUICK,
-        &[
-            "--data".as_ref(),
-            slide.as_os_str(),
-            "--epoch-crops".as_ref(),
-            "4".as_ref(),
-            "--out".as_ref(),
-            out.as_os_str(),
-        ],
-    );
+    let result = run(&slide, &out, &["--epoch-crops", "4"]);
     assert!(
         result.status.success(),
         "{}",
@@ -136,15 +114,7 @@ fn no_usable_slide_is_a_bad_input() {
     let text = dir.path().join("notes.svs");
     std::fs::write(&text, "not a slide").unwrap();
     let out = dir.path().join("run");
-    let result = run(
-        &QUICK,
-        &[
-            "--data".as_ref(),
-            text.as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-        ],
-    );
+    let result = run(&text, &out, &[]);
     assert_eq!(result.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("notes.svs"), "{stderr}");
