@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up (idempotent, see setup.sh), builds, and runs the demo end to end with embedded
 # defaults: a synthetic H&E slide and the real CMU-1-Small-Region.svs go through
-# `info` and `tissue`. Outputs land in ./out/demo (override with DEMO_OUT=...).
+# `info` and `tissue`, then a short label-free training run streams tissue crops from
+# both. Outputs land in ./out/demo (override with DEMO_OUT=...).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$repo/scripts/setup.sh"
@@ -29,5 +30,10 @@ for slide in "$out/synthetic.tif" "$real"; do
     "$bin" tissue "$slide" --out "$out/$name.tissue.png"
 done
 
-step "done: outputs in $out"
+step "train (short): label-free contrastive learning on tissue crops of both slides"
+rm -rf "$out/run"
+"$bin" train --data "$out/synthetic.tif" "$real" --epochs 3 --epoch-crops 20 --device auto \
+    --out "$out/run"
+
+step "done: outputs in $out (model in $out/run)"
 ls -l "$out"
