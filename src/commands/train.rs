@@ -169,9 +169,13 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
             args.out.display()
         );
     }
-    let val: Option<LabeledSet> = match (&args.val, is_image_folder(&args.data)) {
+    let folder = is_image_folder(&args.data)
+        .map(LabeledFolder::open)
+        .transpose()?;
+    let val: Option<LabeledSet> = match (&args.val, &folder) {
         (Some(dir), _) => Some(LabeledFolder::open(dir)?.labeled()?),
-        (None, Some(dir)) => LabeledFolder::open(dir)?.labeled().ok(),
+        // The paper's protocol: the training images' own masks select the model.
+        (None, Some(f)) => f.labeled().ok(),
         (None, None) => None,
     };
     if val.is_none() {
@@ -184,39 +188,35 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
         .map_or(args.epochs * args.epoch_crops, |steps| {
             (steps * args.batch).min(args.epochs * args.epoch_crops)
         });
-    let (folder, slides): (Option<LabeledFolder>, Option<SlideCrops>) =
-        match is_image_folder(&args.data) {
-            Some(dir) => (Some(LabeledFolder::open(dir)?), None),
-            None => {
-                let paths = slide_paths(&args.data)?;
-                let sampler = CropSampler::new(&paths, args.crop, args.min_tissue)?;
-                let used = sampler.usage.iter().filter(|u| u.skipped.is_none()).count();
-                let mpp = sampler.mpp();
-                let stream_config = CropStreamConfig {
-                    crop: args.crop,
-                    min_tissue: args.min_tissue,
-                    seed: args.seed,
-                    ..CropStreamConfig::default()
-                };
-                let count = (crops_per_run * args.seeds) as u64;
-                let stream = CropStream::start(Arc::new(sampler), count, &stream_config, cancel);
-                let description = format!(
-                    "{used} of {} slides, random {}px tissue crops",
-                    paths.len(),
-                    args.crop
-                );
-                (
-                    None,
-                    Some(SlideCrops::new(
-                        stream,
-                        args.epoch_crops,
-                        args.crop,
-                        description,
-                        mpp,
-                    )),
-                )
-            }
-        };
+    let slides = match folder {
+        Some(_) => None,
+        None => {
+            let paths = slide_paths(&args.data)?;
+            let sampler = CropSampler::new(&paths, args.crop, args.min_tissue)?;
+            let used = sampler.usage.iter().filter(|u| u.skipped.is_none()).count();
+            let mpp = sampler.mpp();
+            let stream_config = CropStreamConfig {
+                crop: args.crop,
+                min_tissue: args.min_tissue,
+                seed: args.seed,
+                ..CropStreamConfig::default()
+            };
+            let count = (crops_per_run * args.seeds) as u64;
+            let stream = CropStream::start(Arc::new(sampler), count, &stream_config, cancel);
+            let description = format!(
+                "{used} of {} slides, random {}px tissue crops",
+                paths.len(),
+                args.crop
+            );
+            Some(SlideCrops::new(
+                stream,
+                args.epoch_crops,
+                args.crop,
+                description,
+                mpp,
+            ))
+        }
+    };
     let data: &dyn CropSource = match (&folder, &slides) {
         (Some(f), _) => f,
         (_, Some(s)) => s,
