@@ -4,12 +4,12 @@
 
 use crate::device::DeviceChoice;
 use crate::model::Method;
-use crate::pipeline::{progress_bar, CancelToken};
+use crate::pipeline::{progress_bar, CancelToken, PipelineError};
 use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
 use crate::train::slide_source::SlideCrops;
 use crate::train::{
-    train, train_seeds, CropSource, LabeledFolder, LabeledSet, Progress, SamplerKind, Similarity,
-    TrainConfig,
+    train, train_seeds, Batch, CropSource, DataError, LabeledFolder, LabeledSet, Progress,
+    SamplerKind, Similarity, TrainConfig,
 };
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -161,6 +161,40 @@ fn is_image_folder(inputs: &[String]) -> Option<&Path> {
     }
 }
 
+/// Stops training at the next batch once Ctrl-C/SIGTERM fires. The run directory then
+/// keeps what was complete: the best checkpoint so far and the finished epochs' metrics.
+struct Interruptible<'a> {
+    data: &'a dyn CropSource,
+    cancel: &'a CancelToken,
+}
+
+impl CropSource for Interruptible<'_> {
+    fn epoch_len(&self) -> usize {
+        self.data.epoch_len()
+    }
+
+    fn describe(&self) -> String {
+        self.data.describe()
+    }
+
+    fn mpp(&self) -> Option<f64> {
+        self.data.mpp()
+    }
+
+    fn crops(
+        &self,
+        items: &[usize],
+        crop: u32,
+        device: tch::Device,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Result<Batch, DataError> {
+        if self.cancel.is_cancelled() {
+            return Err(DataError::Interrupted);
+        }
+        self.data.crops(items, crop, device, rng)
+    }
+}
+
 pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyhow::Result<()> {
     let config = args.config()?;
     if args.out.join("model.json").exists() {
@@ -217,10 +251,14 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
             ))
         }
     };
-    let data: &dyn CropSource = match (&folder, &slides) {
+    let source: &dyn CropSource = match (&folder, &slides) {
         (Some(f), _) => f,
         (_, Some(s)) => s,
         _ => unreachable!("one data source is always built"),
+    };
+    let data = &Interruptible {
+        data: source,
+        cancel,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -241,6 +279,17 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
             tracing::info!(epoch = m.epoch, loss = ?m.loss, dice = ?m.val_dice, skipped = m.skipped_steps, "epoch done");
         }
     };
+    let interrupted = |e: crate::train::TrainError| -> anyhow::Error {
+        if cancel.is_cancelled() {
+            tracing::warn!(
+                run = %args.out.display(),
+                "training interrupted; the run keeps the best checkpoint so far"
+            );
+            PipelineError::Cancelled.into()
+        } else {
+            e.into()
+        }
+    };
     if args.seeds > 1 {
         let summary = train_seeds(
             &config,
@@ -249,7 +298,8 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
             val.as_ref(),
             &args.out,
             &mut |_, p| on_progress(p),
-        )?;
+        )
+        .map_err(interrupted)?;
         bar.finish_and_clear();
         println!(
             "{} runs: best Dice max {:.4}, p80 {:.4}, mean {:.4} ± {:.4}; selected {}",
@@ -264,7 +314,8 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
                 .map_or("-".into(), |p| p.display().to_string())
         );
     } else {
-        let summary = train(&config, data, val.as_ref(), &args.out, &mut on_progress)?;
+        let summary =
+            train(&config, data, val.as_ref(), &args.out, &mut on_progress).map_err(interrupted)?;
         bar.finish_and_clear();
         match summary.best {
             Some(b) => println!(

@@ -40,6 +40,8 @@ pub enum DataError {
     },
     #[error("slide crop stream stopped: {0}")]
     CropStream(String),
+    #[error("interrupted (Ctrl-C or SIGTERM)")]
+    Interrupted,
     #[error("{path}: no mask for this image; put <stem>.png (0 background, 255 nuclei) under masks/ or train label-free")]
     MissingMask { path: PathBuf },
 }
