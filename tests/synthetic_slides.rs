@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{binary, json_output};
+use common::{binary, interrupt_after_log, json_output};
 use slidestream::commands::synth::{self, SynthArgs};
 use slidestream::pipeline::{CancelToken, Pipeline};
 use slidestream::slide;
@@ -153,31 +153,17 @@ fn cli_synth_then_tissue_json() {
 
 #[test]
 fn ctrl_c_during_synth_leaves_no_file_behind() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("big.tif");
-    let mut child = binary()
-        .args([
-            "-v", "synth", "--width", "60000", "--height", "60000", "--out",
-        ])
-        .arg(&out)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait (blocking on the log stream, no timers) until the writers are open.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("writing tile rows") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "synth ended early"
-        );
-    }
-    // SAFETY: sending SIGINT to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    let code = interrupt_after_log(
+        binary()
+            .args([
+                "-v", "synth", "--width", "60000", "--height", "60000", "--out",
+            ])
+            .arg(&out),
+        "writing tile rows",
+    );
+    assert_eq!(code, Some(130));
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::binary;
+use common::{binary, interrupt_after_log};
 use slidestream::synth::{write_png_pair, SynthSpec};
 use std::path::Path;
 
@@ -126,33 +126,20 @@ fn no_usable_slide_is_a_bad_input() {
 
 #[test]
 fn ctrl_c_stops_training_and_keeps_the_best_checkpoint() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     labeled_folder(dir.path());
     let out = dir.path().join("run");
-    let mut child = binary()
-        .args(["--log-format", "json", "train"])
-        .args(&QUICK[..8]) // tiny crops and batches, but no step limit
-        .args(["--epochs", "100000", "--device", "cpu", "--data"])
-        .arg(dir.path())
-        .arg("--out")
-        .arg(&out)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait (blocking on the log stream, no timers) for a finished epoch.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("epoch done") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "training ended early"
-        );
-    }
-    // SAFETY: sending SIGINT to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let code = interrupt_after_log(
+        binary()
+            .args(["--log-format", "json", "train"])
+            .args(&QUICK[..8]) // tiny crops and batches, but no step limit
+            .args(["--epochs", "100000", "--device", "cpu", "--data"])
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&out),
+        "epoch done",
+    );
+    assert_eq!(code, Some(130));
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
     assert!(card["epoch"].is_number(), "the best epoch so far is kept");

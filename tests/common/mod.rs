@@ -93,3 +93,23 @@ pub fn disks(count: usize, size: i64, disks: usize, noise: u8, seed: u64) -> Lab
         .collect();
     LabeledFolder::from_items(Path::new("synthetic"), items)
 }
+
+/// Starts `command`, waits (blocking on its log stream, no timers) until a stderr line
+/// contains `marker`, sends it SIGINT and returns its exit code.
+pub fn interrupt_after_log(command: &mut std::process::Command, marker: &str) -> Option<i32> {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(marker) {
+        line.clear();
+        let read = stderr.read_line(&mut line).unwrap();
+        assert!(read > 0, "{command:?} ended before logging {marker:?}");
+    }
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait().unwrap().code()
+}
