@@ -36,7 +36,6 @@ impl OpenSlideSlide {
     /// path rather than the series file picked from it) and is used in messages.
     pub fn open(path: &Path, file: &Path) -> Result<Self, SlideError> {
         let corrupt = |e: OpenSlideError| map_error(path, e);
-        let vendor = OpenSlide::detect_vendor(file).map_err(corrupt)?;
         let inner = OpenSlide::new(file).map_err(corrupt)?;
         let properties: BTreeMap<String, String> = inner
             .property_names()
@@ -67,6 +66,11 @@ impl OpenSlideSlide {
                 .filter(|v| v.is_finite() && *v > 0.0)
         };
         let mpp = number("openslide.mpp-x").zip(number("openslide.mpp-y"));
+        // OpenSlide records the format it detected; asking detect_vendor would reopen the file.
+        let vendor = properties
+            .get("openslide.vendor")
+            .cloned()
+            .unwrap_or_else(|| "unknown".into());
         let mut slide = Self {
             path: path.to_path_buf(),
             inner,
