@@ -79,3 +79,13 @@ pub fn cuda_backend_status() -> String {
         Some(Err(reason)) => format!("CPU-only libtorch ({reason})"),
     }
 }
+
+/// A device's name as reports and `--device` spell it: "cpu", "cuda:N", "mps", "vulkan".
+pub fn describe(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cpu => "cpu".to_owned(),
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        tch::Device::Mps => "mps".to_owned(),
+        tch::Device::Vulkan => "vulkan".to_owned(),
+    }
+}

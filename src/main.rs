@@ -1,10 +1,12 @@
 //! The `slidestream` command line: argument parsing and dispatch only.
 
 use clap::{Args, Parser, Subcommand};
-use slidestream::commands::{self, doctor, info, synth, tissue, train};
+use slidestream::commands::{self, doctor, eval, info, segment, synth, tissue, train};
 use slidestream::device::DeviceError;
 use slidestream::logging::{self, LogFormat};
+use slidestream::model::ModelError;
 use slidestream::pipeline::{install_ctrl_c, CancelToken, PipelineError};
+use slidestream::segment::SegmentError;
 use slidestream::slide::tissue::TissueParams;
 use slidestream::slide::SlideError;
 use slidestream::train::crop_stream::CropStreamError;
@@ -87,6 +89,18 @@ enum Command {
         #[command(flatten)]
         args: train::TrainArgs,
     },
+    /// Segment the nuclei of a whole slide into a pyramidal TIFF mask (streamed tile by
+    /// tile, seam-free), with a summary JSON, a QC overlay and optional GeoJSON.
+    Segment {
+        #[command(flatten)]
+        args: segment::SegmentArgs,
+    },
+    /// Score a trained run against labeled images: Dice, IoU, precision, recall, accuracy
+    /// and specificity per image and mean, raw and after post-processing.
+    Eval {
+        #[command(flatten)]
+        args: eval::EvalArgs,
+    },
     /// Report libtorch, OpenSlide, CUDA/cuDNN availability and thread counts.
     Doctor {
         /// Print JSON instead of text.
@@ -100,10 +114,19 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     let bad_input = error.downcast_ref::<SlideError>().is_some()
         || error.downcast_ref::<DataError>().is_some()
         || error.downcast_ref::<CropStreamError>().is_some()
-        || error.downcast_ref::<DeviceError>().is_some();
+        || error.downcast_ref::<DeviceError>().is_some()
+        || error.downcast_ref::<ModelError>().is_some()
+        || error
+            .downcast_ref::<SegmentError>()
+            .is_some_and(SegmentError::is_bad_input);
     if bad_input {
         2
-    } else if matches!(error.downcast_ref(), Some(PipelineError::Cancelled)) {
+    } else if matches!(error.downcast_ref(), Some(PipelineError::Cancelled))
+        || matches!(
+            error.downcast_ref(),
+            Some(SegmentError::Pipeline(PipelineError::Cancelled))
+        )
+    {
         130
     } else {
         1
@@ -171,6 +194,22 @@ fn run(command: Command, quiet: bool, cancel: &CancelToken) -> anyhow::Result<()
             }
         }
         Command::Train { args } => train::run(&args, !quiet, cancel)?,
+        Command::Segment { args } => {
+            let summary = segment::run(&args, !quiet, cancel)?;
+            if args.json {
+                commands::print_json(&summary)?;
+            } else {
+                segment::print_text(&summary);
+            }
+        }
+        Command::Eval { args } => {
+            let report = eval::run(&args, !quiet, cancel)?;
+            if args.json {
+                commands::print_json(&report)?;
+            } else {
+                eval::print_text(&report);
+            }
+        }
         Command::Doctor { json } => {
             let report = doctor::collect();
             if json {

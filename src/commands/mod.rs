@@ -2,7 +2,9 @@
 //! can call it too.
 
 pub mod doctor;
+pub mod eval;
 pub mod info;
+pub mod segment;
 pub mod synth;
 pub mod tissue;
 pub mod train;

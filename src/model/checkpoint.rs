@@ -7,7 +7,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Tensor};
 
 use super::card::{Architecture, InputNormalisation, ModelCard, MODEL_CARD_FILE, WEIGHTS_FILE};
-use super::network::{luma, ConfidenceNet};
+use super::network::{luma, ConfidenceNet, RECEPTIVE_RADIUS};
 
 /// Failures reading or writing a run directory; each names the offending file.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,14 @@ pub enum LoadedModel {
 }
 
 impl LoadedModel {
+    /// Context (px) the foreground decision of a pixel depends on: see [`RECEPTIVE_RADIUS`].
+    pub fn receptive_radius(&self) -> u32 {
+        match self {
+            Self::Network { .. } => RECEPTIVE_RADIUS,
+            Self::GrayThreshold => 0,
+        }
+    }
+
     /// Foreground mask (B×H×W bool) for raw RGB in [0,1] (B×3×H×W) per the card's rule.
     pub fn foreground(&self, card: &ModelCard, images: &Tensor) -> Tensor {
         match self {

@@ -10,4 +10,5 @@ pub use card::{
 pub use checkpoint::{load_run, load_weights, save_run, LoadedModel, ModelError};
 pub use network::{
     luma, normalise_input, ConfidenceNet, DEFAULT_EPSILON, DILATIONS, HIDDEN_CHANNELS,
+    RECEPTIVE_RADIUS,
 };

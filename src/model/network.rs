@@ -11,6 +11,19 @@ use tch::Tensor;
 pub const HIDDEN_CHANNELS: i64 = 8;
 /// Padding = dilation of the six residual blocks.
 pub const DILATIONS: [i64; 6] = [1, 2, 3, 5, 10, 20];
+/// How far (in pixels, Chebyshev) an output confidence looks into the input: the stem's
+/// 3×3 reaches 1 px and each residual block's two dilated 3×3 convolutions 2d px, so
+/// 1 + 2·(1+2+3+5+10+20) = 83 (a 167 px receptive field). Tiles read with at least this
+/// much context give exactly the confidences of the whole image.
+pub const RECEPTIVE_RADIUS: u32 = {
+    let mut radius = 1;
+    let mut i = 0;
+    while i < DILATIONS.len() {
+        radius += 2 * DILATIONS[i] as u32;
+        i += 1;
+    }
+    radius
+};
 /// Inputs are mapped to (1-ε)x+ε so that no attended pixel I·C is exactly zero (paper code).
 pub const DEFAULT_EPSILON: f64 = 0.05;
 

@@ -93,12 +93,7 @@ mod device_name {
     use tch::Device;
 
     pub fn serialize<S: Serializer>(device: &Device, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&match device {
-            Device::Cpu => "cpu".to_string(),
-            Device::Cuda(i) => format!("cuda:{i}"),
-            Device::Mps => "mps".to_string(),
-            Device::Vulkan => "vulkan".to_string(),
-        })
+        s.serialize_str(&crate::device::describe(*device))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Device, D::Error> {

@@ -1,0 +1,216 @@
+//! `slidestream segment`: one slide in, a pyramidal TIFF nuclei mask (plus summary JSON,
+//! QC overlay and optional GeoJSON) out.
+
+use crate::device::DeviceChoice;
+use crate::pipeline::CancelToken;
+use crate::segment::SegmentSummary;
+use crate::segment::{segment_slide, Geometry, Predictor, SegmentError, SegmentOptions};
+use crate::slide::{open_with, OpenOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Luma threshold of `--baseline threshold` without `:T`: the best global cut on the
+/// MoNuSeg training images (`train --method threshold --data monuseg-train`).
+pub const DEFAULT_BASELINE_THRESHOLD: f64 = 0.5;
+
+/// Where the mask's foreground comes from when no RUN_DIR is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Baseline {
+    /// Foreground = luma below this (in [0,1]).
+    Threshold(f64),
+}
+
+fn parse_baseline(text: &str) -> Result<Baseline, String> {
+    let (name, value) = text.split_once(':').unwrap_or((text, ""));
+    if name != "threshold" {
+        return Err(format!(
+            "unknown baseline `{name}`; use `threshold` or `threshold:T` with T in [0,1]"
+        ));
+    }
+    if value.is_empty() {
+        return Ok(Baseline::Threshold(DEFAULT_BASELINE_THRESHOLD));
+    }
+    match value.parse::<f64>() {
+        Ok(t) if (0.0..=1.0).contains(&t) => Ok(Baseline::Threshold(t)),
+        _ => Err(format!(
+            "`{value}` is not a threshold; give T in [0,1], e.g. threshold:0.45"
+        )),
+    }
+}
+
+/// The MPP the model should see.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TargetMpp {
+    Microns(f64),
+    /// The `train_mpp` recorded in the model's model.json.
+    Model,
+}
+
+fn parse_target_mpp(text: &str) -> Result<TargetMpp, String> {
+    if text == "model" {
+        return Ok(TargetMpp::Model);
+    }
+    match text.parse::<f64>() {
+        Ok(m) if m.is_finite() && m > 0.0 => Ok(TargetMpp::Microns(m)),
+        _ => Err(format!(
+            "`{text}` is not a resolution; give microns per pixel (e.g. 0.25) or `model`"
+        )),
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SegmentArgs {
+    /// Slide to segment (SVS, NDPI, MRXS, tiled TIFF, DICOM folder, PNG/JPEG/TIFF image).
+    pub slide: PathBuf,
+    /// RUN_DIR written by `train` (model.json + model.safetensors).
+    #[arg(long, required_unless_present = "baseline")]
+    pub model: Option<PathBuf>,
+    /// No trained model: `threshold` (luma below 0.5 is nucleus) or `threshold:T`. Runs
+    /// anywhere in seconds; a floor to compare models against.
+    #[arg(long, value_parser = parse_baseline, conflicts_with_all = ["model", "channel"])]
+    pub baseline: Option<Baseline>,
+    /// Output mask: pyramidal tiled BigTIFF (0 background, 255 nucleus) with the slide's
+    /// geometry and MPP. MASK.json (summary), MASK.overlay.png and MASK.geojson go next to it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Side of the square each tile is responsible for, in model pixels; tiles are read with
+    /// 99 px more context on every side (receptive field + post-processing), so larger tiles
+    /// waste less.
+    #[arg(long, default_value_t = 1024)]
+    pub tile: u32,
+    /// Tiles per forward pass (default: 2 on CPU, 8 on CUDA).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Where the network runs.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Output channel used as the nuclei mask (default: the one model.json chose).
+    #[arg(long)]
+    pub channel: Option<usize>,
+    /// Confidence above which a pixel is nucleus (default: model.json's, normally 0.5).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Slide level to segment and write the mask at (0 = full resolution).
+    #[arg(long, default_value_t = 0, conflicts_with = "target_mpp")]
+    pub level: usize,
+    /// Resample the slide to this many microns per pixel for the model (`model` = the
+    /// train_mpp in model.json) and the mask back to level 0, so a 40× model works on 20×.
+    #[arg(long, value_parser = parse_target_mpp)]
+    pub target_mpp: Option<TargetMpp>,
+    /// Decode and post-processing threads each (default: CPU cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Skip the paper's morphological post-processing (opening/closing with disks 3 and 1).
+    #[arg(long)]
+    pub raw: bool,
+    /// Run the model on background tiles too (default: only tiles with detected tissue;
+    /// the rest are written as background).
+    #[arg(long)]
+    pub all_tiles: bool,
+    /// Leave nuclei smaller than this many pixels out of the count (they stay in the mask).
+    #[arg(long, default_value_t = 0)]
+    pub min_nucleus_area: u64,
+    /// Also write MASK.geojson: one polygon per nucleus in level-0 pixel coordinates
+    /// (QuPath: File > Import objects).
+    #[arg(long)]
+    pub geojson: bool,
+    /// Do not write MASK.overlay.png.
+    #[arg(long)]
+    pub no_overlay: bool,
+    /// Read every slide through OpenSlide (default: Aperio/generic-TIFF JPEG tiles are
+    /// decoded directly, several times faster).
+    #[arg(long)]
+    pub openslide_only: bool,
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Opens the slide and model and segments; the summary is also written next to the mask.
+pub fn run(
+    args: &SegmentArgs,
+    show_progress: bool,
+    cancel: &CancelToken,
+) -> anyhow::Result<SegmentSummary> {
+    let slide = open_with(
+        &args.slide,
+        OpenOptions {
+            fast_jpeg: !args.openslide_only,
+        },
+    )?;
+    let device = args.device.resolve()?;
+    let predictor = match (&args.model, args.baseline) {
+        (_, Some(Baseline::Threshold(t))) => Predictor::threshold_baseline(t)?,
+        (Some(run_dir), None) => {
+            Predictor::from_run(run_dir, device, args.channel, args.threshold)?
+        }
+        (None, None) => unreachable!("clap requires --model or --baseline"),
+    };
+    let target_mpp = match args.target_mpp {
+        None => None,
+        Some(TargetMpp::Microns(m)) => Some(m),
+        Some(TargetMpp::Model) => Some(predictor.card().train_mpp.ok_or_else(|| {
+            SegmentError::InvalidOption(format!(
+                "--target-mpp model: {} records no train_mpp; give the microns per pixel the \
+                 model was trained at, e.g. --target-mpp 0.25",
+                predictor.source()
+            ))
+        })?),
+    };
+    let geometry = match target_mpp {
+        None => Geometry::native(slide.as_ref(), args.level)?,
+        Some(m) => Geometry::resampled(slide.as_ref(), args.level, m)?,
+    };
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let options = SegmentOptions {
+        tile: args.tile,
+        batch: args
+            .batch
+            .unwrap_or(if predictor.device().is_cuda() { 8 } else { 2 }),
+        workers: args.workers.unwrap_or(cores),
+        postprocess: !args.raw,
+        all_tiles: args.all_tiles,
+        min_nucleus_area: args.min_nucleus_area,
+        overlay: !args.no_overlay,
+        geojson: args.geojson,
+        show_progress,
+        target_mpp,
+        ..SegmentOptions::default()
+    };
+    Ok(segment_slide(
+        slide,
+        &geometry,
+        Arc::new(predictor),
+        &args.out,
+        &options,
+        cancel,
+    )?)
+}
+
+/// The human-readable summary.
+pub fn print_text(summary: &SegmentSummary) {
+    println!("mask      {}", summary.mask.display());
+    if let Some(overlay) = &summary.overlay {
+        println!("overlay   {}", overlay.display());
+    }
+    if let Some(geojson) = &summary.geojson {
+        println!("geojson   {}", geojson.display());
+    }
+    println!(
+        "tiles     {} total, {} with tissue, {} segmented",
+        summary.tiles.total, summary.tiles.tissue, summary.tiles.segmented
+    );
+    println!(
+        "nuclei    {} ({:.1}% of tissue, {:.2}% of slide)",
+        summary.nuclei.count,
+        summary.nuclei.area_fraction_of_tissue * 100.0,
+        summary.nuclei.area_fraction_of_slide * 100.0
+    );
+    println!(
+        "speed     {:.1} Mpx/s of tissue on {} ({:.1} s; bottleneck: {})",
+        summary.timings.tissue_mpx_per_s,
+        summary.model.device,
+        summary.timings.total_s,
+        summary.stages.bottleneck.as_deref().unwrap_or("none")
+    );
+}

@@ -1,0 +1,505 @@
+//! Stream-segmenting a whole slide into a pyramidal TIFF mask.
+//!
+//! ```text
+//! tiles ─► decode × N (core + halo) ─► model (batches, one device thread)
+//!       ─► post × N (halo crop, threshold, morphology) ─► outputs (rows → TIFF, nuclei,
+//!          GeoJSON, QC coverage)
+//! ```
+//!
+//! Every connection is a bounded channel, so memory depends on the tile size and the width
+//! of the slide, never on its height. Background tiles (no tissue) pass through every
+//! stage without being read or run, and are written as zeros.
+//!
+//! **Seam-free.** A tile is read with a halo of the network's receptive radius (83 px) plus
+//! the post-processing reach (16 px). The model's decision inside the halo-shrunk window is
+//! then exactly what it would be on the whole slide (outside the slide everything is white,
+//! whether a tile or the whole image is read), and the morphology of the window, clipped to
+//! the slide, equals the whole image's within the core. Tiled masks therefore equal the mask
+//! of the image segmented whole, bit for bit (on deterministic kernels).
+
+mod assemble;
+pub mod components;
+pub mod geojson;
+mod geometry;
+mod outputs;
+mod overlay;
+mod predict;
+mod summary;
+
+pub use geometry::Geometry;
+pub use overlay::Coverage;
+pub use predict::{Predictor, Window};
+pub use summary::{
+    peak_rss_mb, ModelUsed, NucleiSummary, SegmentSummary, Settings, TileCounts, Timings,
+};
+
+use crate::model::ModelError;
+use crate::morphology::{postprocess, POSTPROCESS_REACH};
+use crate::pipeline::{progress_bar, CancelToken, Pipeline, PipelineError};
+use crate::slide::grid::{Rect, Tile, TileGrid};
+use crate::slide::tissue::{detect_slide_tissue, TissueParams};
+use crate::slide::{read_overview, RgbRegion, Slide, SlideError};
+use crate::tiff::{Channels, Downsample, PyramidOptions, PyramidWriter, TiffWriteError};
+use assemble::{BandAssembler, OutputRows};
+use outputs::MaskOutputs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+/// Failures of a segmentation run; each names the file or option at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error(transparent)]
+    Slide(#[from] SlideError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tiff(#[from] TiffWriteError),
+    #[error(transparent)]
+    GeoJson(#[from] geojson::GeoJsonError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("{path}: the slide does not record its microns per pixel, so --target-mpp cannot resample it; segment it natively (drop --target-mpp)")]
+    NoMpp { path: PathBuf },
+    #[error("{0}")]
+    InvalidOption(String),
+    #[error("{path}: cannot write: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+impl SegmentError {
+    /// The user's input is at fault (slide, model, option), not the run.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Slide(_) | Self::Model(_) | Self::NoMpp { .. } | Self::InvalidOption(_)
+        )
+    }
+}
+
+/// How a slide is segmented (the model and geometry are given separately).
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    /// Side of the square a tile is responsible for, in model pixels.
+    pub tile: u32,
+    /// Tiles per forward pass.
+    pub batch: usize,
+    /// Threads decoding tiles, and threads post-processing them.
+    pub workers: usize,
+    /// Apply the paper's morphological post-processing.
+    pub postprocess: bool,
+    /// Run the model on background tiles too.
+    pub all_tiles: bool,
+    /// Nuclei smaller than this (px) are left out of the count.
+    pub min_nucleus_area: u64,
+    /// Tile size of the TIFF written.
+    pub tiff_tile: u32,
+    pub overlay: bool,
+    pub geojson: bool,
+    pub show_progress: bool,
+    /// Recorded in the summary only (the geometry already applies it).
+    pub target_mpp: Option<f64>,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        Self {
+            tile: 1024,
+            batch: 2,
+            workers: 2,
+            postprocess: true,
+            all_tiles: false,
+            min_nucleus_area: 0,
+            tiff_tile: 512,
+            overlay: true,
+            geojson: false,
+            show_progress: false,
+            target_mpp: None,
+        }
+    }
+}
+
+/// `MASK.tif` → `MASK<suffix>` next to it (e.g. `.json`, `.overlay.png`).
+pub fn sidecar_path(mask: &Path, suffix: &str) -> PathBuf {
+    let stem = mask.file_stem().unwrap_or_default().to_string_lossy();
+    mask.with_file_name(format!("{stem}{suffix}"))
+}
+
+/// A tile on its way through the pipeline; `pixels` is `None` for background tiles.
+struct TileItem {
+    tile: Tile,
+    /// Where the post-processed region lies in the read rectangle.
+    window: predict::Window,
+    pixels: Option<RgbRegion>,
+    foreground: Option<Vec<u8>>,
+}
+
+/// Segments `slide` at `geometry` with `predictor` into the pyramidal TIFF `mask`, plus
+/// `MASK.json` (the summary), and optionally `MASK.overlay.png` and `MASK.geojson`. A
+/// cancelled or failed run leaves none of them under their final names.
+pub fn segment_slide(
+    slide: Arc<dyn Slide>,
+    geometry: &Geometry,
+    predictor: Arc<Predictor>,
+    mask: &Path,
+    options: &SegmentOptions,
+    cancel: &CancelToken,
+) -> Result<SegmentSummary, SegmentError> {
+    let started = Instant::now();
+    check_options(options)?;
+    let (tissue, _) = detect_slide_tissue(slide.as_ref(), &TissueParams::default())?;
+    let tissue_detection_s = started.elapsed().as_secs_f64();
+
+    let reach = if options.postprocess {
+        POSTPROCESS_REACH
+    } else {
+        0
+    };
+    let halo = predictor.receptive_radius() + reach;
+    let grid = TileGrid::new(
+        geometry.model_width,
+        geometry.model_height,
+        options.tile,
+        halo,
+    );
+    let model_bounds = Rect {
+        x: 0,
+        y: 0,
+        width: geometry.model_width as u32,
+        height: geometry.model_height as u32,
+    };
+    let mut tissue_tiles = 0;
+    let mut tissue_mpx = 0.0;
+    let items: Vec<(Tile, bool, predict::Window)> = grid
+        .tiles()
+        .map(|tile| {
+            let has_tissue = tissue.fraction_in(geometry.to_level0(tile.core)) > 0.0;
+            if has_tissue {
+                tissue_tiles += 1;
+                tissue_mpx += tile.core.area() as f64 / 1e6;
+            }
+            let run = has_tissue || options.all_tiles;
+            (tile, run, window_of(&tile, reach, &model_bounds))
+        })
+        .collect();
+    let segmented = items.iter().filter(|(_, run, _)| *run).count();
+
+    let writer = PyramidWriter::create(
+        mask,
+        geometry.output_width as u32,
+        geometry.output_height as u32,
+        PyramidOptions {
+            tile_size: options.tiff_tile,
+            channels: Channels::Gray,
+            downsample: Downsample::Max,
+            mpp: geometry.output_mpp,
+            description: format!(
+                "slidestream nuclei mask of {} (model {}, channel {}, threshold {})",
+                slide.path().display(),
+                predictor.source(),
+                predictor.card().channel,
+                predictor.card().threshold
+            ),
+            ..PyramidOptions::default()
+        },
+    )?;
+    let geojson = options
+        .geojson
+        .then(|| geojson::GeoJsonWriter::create(&sidecar_path(mask, ".geojson")))
+        .transpose()?;
+    let coverage = Coverage::new(geometry.output_width, geometry.output_height);
+    let outputs = MaskOutputs::new(
+        writer,
+        geometry,
+        geojson,
+        options.min_nucleus_area,
+        coverage,
+    );
+
+    let bar = progress_bar(
+        "segment tiles",
+        Some(grid.len() as u64),
+        !options.show_progress,
+    );
+    tracing::info!(
+        slide = %slide.path().display(),
+        tiles = grid.len(),
+        tissue_tiles,
+        "segmenting"
+    );
+    let mut run = Pipeline::new("segment", cancel);
+    let capacity = options.batch.max(options.workers) * 2;
+    let queued = run.source("tiles", capacity, move |emit| {
+        for (tile, run_model, window) in items {
+            emit.send((tile, run_model, window))?;
+        }
+        Ok(())
+    });
+    let reader_slide = Arc::clone(&slide);
+    let reader_geometry = geometry.clone();
+    let decoded = run.map(
+        "decode",
+        queued,
+        options.workers,
+        capacity,
+        move |(tile, run_model, window): (Tile, bool, predict::Window)| {
+            let pixels = if run_model {
+                Some(reader_geometry.read(reader_slide.as_ref(), tile.read)?)
+            } else {
+                None
+            };
+            Ok(TileItem {
+                tile,
+                window,
+                pixels,
+                foreground: None,
+            })
+        },
+    );
+    let batch = options.batch;
+    let model_predictor = Arc::clone(&predictor);
+    let predicted = run.transform("model", decoded, capacity, move |input, emit| {
+        let mut pending: Vec<TileItem> = Vec::new();
+        for item in input {
+            let item = item?;
+            // Background with nothing waiting ahead of it goes straight on.
+            if item.pixels.is_none() && pending.is_empty() {
+                emit.send(item)?;
+                continue;
+            }
+            pending.push(item);
+            if pending.iter().filter(|i| i.pixels.is_some()).count() == batch {
+                predict_batch(&model_predictor, &mut pending);
+                for item in pending.drain(..) {
+                    emit.send(item)?;
+                }
+            }
+        }
+        predict_batch(&model_predictor, &mut pending);
+        for item in pending {
+            emit.send(item)?;
+        }
+        Ok(())
+    });
+    let postprocessing = options.postprocess;
+    let cores = run.map(
+        "post",
+        predicted,
+        options.workers,
+        capacity,
+        move |item: TileItem| Ok((item.tile, core_mask(&item, postprocessing))),
+    );
+    let mut assembler = BandAssembler::new(&grid, geometry.model_width);
+    let mut rows = OutputRows::new(geometry);
+    // Shared with the sink only to be taken back after the join; a failed run drops it,
+    // which removes the partial files.
+    let outputs = Arc::new(Mutex::new(Some(outputs)));
+    let sink_outputs = Arc::clone(&outputs);
+    let sink_bar = bar.clone();
+    run.sink(
+        "write",
+        cores,
+        move |(tile, core): (Tile, Option<Vec<u8>>)| {
+            if let Some(band) = assembler.place(&tile, core.as_deref()) {
+                let mut guard = sink_outputs.lock().unwrap_or_else(PoisonError::into_inner);
+                let outputs = guard
+                    .as_mut()
+                    .expect("outputs are taken only after the run");
+                rows.push(&band, |chunk| outputs.push_rows(chunk))?;
+            }
+            sink_bar.inc(1);
+            Ok(())
+        },
+    );
+    let joined = run.join();
+    bar.finish_and_clear();
+    let taken = outputs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .expect("outputs are taken once");
+    let report = match joined {
+        Ok(report) => report,
+        Err(error) => {
+            drop(taken);
+            return Err(error.into());
+        }
+    };
+    let finished = taken.finish()?;
+    let pipeline_s = report.wall_secs;
+
+    let overlay = if options.overlay {
+        let path = sidecar_path(mask, ".overlay.png");
+        let thumbnail = read_overview(
+            slide.as_ref(),
+            finished.coverage.factor() as f64 * geometry.output_downsample,
+        )?;
+        let picture = finished.coverage.draw_over(&thumbnail.image);
+        write_png(&path, &picture)?;
+        Some(path)
+    } else {
+        None
+    };
+
+    let output_px = geometry.output_width as f64 * geometry.output_height as f64;
+    let tissue_fraction = tissue.fraction();
+    let area_px = finished.nuclei.foreground_pixels;
+    let total_s = started.elapsed().as_secs_f64();
+    let card = predictor.card();
+    let summary = SegmentSummary {
+        slide: slide.path().to_path_buf(),
+        mask: finished.mask,
+        overlay,
+        geojson: finished.geojson,
+        model: ModelUsed {
+            source: predictor.source().to_owned(),
+            method: card.method,
+            channel: card.channel,
+            threshold: card.threshold,
+            train_mpp: card.train_mpp,
+            device: crate::device::describe(predictor.device()),
+        },
+        settings: Settings {
+            tile: options.tile,
+            halo,
+            batch: options.batch,
+            postprocess: options.postprocess,
+            all_tiles: options.all_tiles,
+            min_nucleus_area: options.min_nucleus_area,
+            level: geometry.output_level,
+            target_mpp: options.target_mpp,
+        },
+        geometry: geometry.clone(),
+        tiles: TileCounts {
+            total: grid.len(),
+            tissue: tissue_tiles,
+            segmented,
+        },
+        tissue_fraction,
+        nuclei: NucleiSummary {
+            count: finished.nuclei.count,
+            area_px,
+            area_fraction_of_slide: area_px as f64 / output_px,
+            area_fraction_of_tissue: if tissue_fraction > 0.0 {
+                area_px as f64 / (output_px * tissue_fraction)
+            } else {
+                0.0
+            },
+            components: finished.nuclei,
+        },
+        timings: Timings {
+            total_s,
+            tissue_detection_s,
+            pipeline_s,
+            tissue_mpx,
+            tissue_mpx_per_s: tissue_mpx / pipeline_s,
+            slide_mpx_per_s: geometry.model_width as f64 * geometry.model_height as f64
+                / 1e6
+                / pipeline_s,
+        },
+        peak_rss_mb: peak_rss_mb(),
+        stages: report,
+        slidestream_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    write_summary(&sidecar_path(mask, ".json"), &summary)?;
+    Ok(summary)
+}
+
+fn check_options(options: &SegmentOptions) -> Result<(), SegmentError> {
+    let invalid = |message: &str| Err(SegmentError::InvalidOption(message.to_owned()));
+    if options.tile < 16 {
+        return invalid("--tile must be at least 16 pixels (1024 is a good size)");
+    }
+    if options.batch == 0 {
+        return invalid("--batch must be at least 1");
+    }
+    if options.workers == 0 {
+        return invalid("--workers must be at least 1");
+    }
+    Ok(())
+}
+
+/// The tile's core grown by the post-processing reach and clipped to the model image, in
+/// the coordinates of the tile's read rectangle.
+fn window_of(tile: &Tile, reach: u32, bounds: &Rect) -> predict::Window {
+    let reach = i64::from(reach);
+    let x0 = (tile.core.x - reach).max(bounds.x);
+    let y0 = (tile.core.y - reach).max(bounds.y);
+    let x1 = (tile.core.right() + reach).min(bounds.right());
+    let y1 = (tile.core.bottom() + reach).min(bounds.bottom());
+    predict::Window {
+        x: (x0 - tile.read.x) as u32,
+        y: (y0 - tile.read.y) as u32,
+        width: (x1 - x0) as u32,
+        height: (y1 - y0) as u32,
+    }
+}
+
+/// Runs the model on the tiles of `pending` that have pixels, freeing the pixels.
+fn predict_batch(predictor: &Predictor, pending: &mut [TileItem]) {
+    let (tiles, windows): (Vec<&RgbRegion>, Vec<predict::Window>) = pending
+        .iter()
+        .filter_map(|item| item.pixels.as_ref().map(|p| (p, item.window)))
+        .unzip();
+    let mut masks = predictor.predict(&tiles, &windows).into_iter();
+    for item in pending.iter_mut().filter(|item| item.pixels.is_some()) {
+        item.pixels = None;
+        item.foreground = masks.next();
+    }
+}
+
+/// The final 0/255 mask of a tile's core; `None` when it is all background.
+fn core_mask(item: &TileItem, postprocessing: bool) -> Option<Vec<u8>> {
+    let foreground = item.foreground.as_ref()?;
+    let window = item.window;
+    let (ww, wh) = (window.width as usize, window.height as usize);
+    let cleaned = if postprocessing {
+        postprocess(foreground, ww, wh)
+    } else {
+        foreground.clone()
+    };
+    let (core_x, core_y) = item.tile.core_offset();
+    let (dx, dy) = ((core_x - window.x) as usize, (core_y - window.y) as usize);
+    let (cw, ch) = (
+        item.tile.core.width as usize,
+        item.tile.core.height as usize,
+    );
+    let mut core = Vec::with_capacity(cw * ch);
+    for row in cleaned[dy * ww..].chunks_exact(ww).take(ch) {
+        core.extend(
+            row[dx..dx + cw]
+                .iter()
+                .map(|&v| if v != 0 { 255 } else { 0 }),
+        );
+    }
+    core.iter().any(|&v| v != 0).then_some(core)
+}
+
+fn write_png(path: &Path, picture: &RgbRegion) -> Result<(), SegmentError> {
+    crate::commands::write_atomically(path, |partial| {
+        image::save_buffer_with_format(
+            partial,
+            &picture.pixels,
+            picture.width,
+            picture.height,
+            image::ExtendedColorType::Rgb8,
+            image::ImageFormat::Png,
+        )?;
+        Ok(())
+    })
+    .map_err(|error| SegmentError::Write {
+        path: path.to_path_buf(),
+        message: format!("{error:#}"),
+    })
+}
+
+fn write_summary(path: &Path, summary: &SegmentSummary) -> Result<(), SegmentError> {
+    crate::commands::write_atomically(path, |partial| {
+        std::fs::write(partial, serde_json::to_vec_pretty(summary)?)?;
+        Ok(())
+    })
+    .map_err(|error| SegmentError::Write {
+        path: path.to_path_buf(),
+        message: format!("{error:#}"),
+    })
+}

@@ -1,0 +1,413 @@
+//! `segment`: seam-free tiling, edges, empty slides, outputs readable by OpenSlide and the
+//! tiff crate, cancellation, resampling and the errors a user sees.
+
+mod common;
+
+use common::{binary, interrupt_after_log, json_output};
+use slidestream::model::{
+    save_run, Architecture, ConfidenceNet, InputNormalisation, Method, ModelCard,
+};
+use slidestream::pipeline::{CancelToken, PipelineError};
+use slidestream::segment::{
+    segment_slide, sidecar_path, Geometry, Predictor, SegmentError, SegmentOptions,
+};
+use slidestream::synth::{write_png_pair, SynthSpec};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+/// A synthetic H&E image as a PNG (opened as a one-level slide).
+fn synthetic_png(dir: &Path, width: u64, height: u64, seed: u64) -> PathBuf {
+    let image = dir.join(format!("synth-{width}x{height}-{seed}.png"));
+    let spec = SynthSpec {
+        tissue_coverage: 1.0,
+        ..SynthSpec::new(width, height, seed)
+    };
+    write_png_pair(&spec, &image, dir.join("truth.png")).unwrap();
+    image
+}
+
+/// An untrained network whose threshold splits `image`'s confidences at their median, so
+/// about half the pixels are foreground and many sit near the decision boundary: the
+/// hardest case for exact seams.
+fn median_split_model(dir: &Path, image: &Path) -> PathBuf {
+    tch::manual_seed(11);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = ConfidenceNet::new(&vs.root(), 2, 0.05);
+    let rgb = image::open(image).unwrap().to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let input = Tensor::from_slice(rgb.as_raw())
+        .view([1, i64::from(h), i64::from(w), 3])
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        / 255.0;
+    let confidence = tch::no_grad(|| net.forward_t(&input, false)).select(1, 1);
+    let threshold = confidence.median().double_value(&[]);
+    let run = dir.join("run");
+    let card = ModelCard {
+        architecture: Architecture::ConfidenceNet,
+        method: Method::Contrastive,
+        channels: 2,
+        channel: 1,
+        threshold,
+        input_normalisation: InputNormalisation::Epsilon { epsilon: 0.05 },
+        epoch: Some(0),
+        val_dice: vec![],
+        seed: 11,
+        data: "test".into(),
+        slidestream_version: "test".into(),
+        train_mpp: Some(0.25),
+    };
+    save_run(&run, Some(&vs), &card).unwrap();
+    run
+}
+
+fn options(tile: u32, batch: usize) -> SegmentOptions {
+    SegmentOptions {
+        tile,
+        batch,
+        all_tiles: true,
+        overlay: false,
+        ..SegmentOptions::default()
+    }
+}
+
+/// Level 0 of a single-channel tiled TIFF, read with the tiff crate.
+fn read_mask(path: &Path) -> (u32, u32, Vec<u8>) {
+    let mut decoder = tiff::decoder::Decoder::new(std::fs::File::open(path).unwrap()).unwrap();
+    let (w, h) = decoder.dimensions().unwrap();
+    match decoder.read_image().unwrap() {
+        tiff::decoder::DecodingResult::U8(pixels) => (w, h, pixels),
+        other => panic!("mask is not 8-bit: {:?}", std::mem::discriminant(&other)),
+    }
+}
+
+fn segment(
+    image: &Path,
+    predictor: &Arc<Predictor>,
+    out: &Path,
+    options: &SegmentOptions,
+) -> Result<slidestream::segment::SegmentSummary, SegmentError> {
+    let slide = slidestream::slide::open(image).unwrap();
+    let geometry = Geometry::native(slide.as_ref(), 0).unwrap();
+    segment_slide(
+        slide,
+        &geometry,
+        Arc::clone(predictor),
+        out,
+        options,
+        &CancelToken::new(),
+    )
+}
+
+#[test]
+fn tiled_masks_equal_the_whole_image_mask_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    for (width, height, tiles) in [(1000, 1000, vec![128, 256]), (333, 517, vec![100])] {
+        let image = synthetic_png(dir.path(), width, height, 5);
+        let run = median_split_model(dir.path(), &image);
+        let predictor = Arc::new(Predictor::from_run(&run, Device::Cpu, None, None).unwrap());
+        let whole_tile = width.max(height) as u32;
+        let whole_path = dir.path().join("whole.tif");
+        segment(&image, &predictor, &whole_path, &options(whole_tile, 1)).unwrap();
+        let (w, h, whole) = read_mask(&whole_path);
+        assert_eq!((u64::from(w), u64::from(h)), (width, height));
+        let fraction = whole.iter().filter(|&&v| v == 255).count() as f64 / whole.len() as f64;
+        assert!(
+            (0.1..0.9).contains(&fraction),
+            "a degenerate mask proves nothing: {fraction}"
+        );
+        for tile in tiles {
+            let tiled_path = dir.path().join(format!("tiled-{tile}.tif"));
+            let summary = segment(&image, &predictor, &tiled_path, &options(tile, 3)).unwrap();
+            assert_eq!(
+                summary.tiles.total,
+                (width.div_ceil(u64::from(tile)) * height.div_ceil(u64::from(tile))) as usize
+            );
+            let (_, _, tiled) = read_mask(&tiled_path);
+            let differing = whole.iter().zip(&tiled).filter(|(a, b)| a != b).count();
+            assert_eq!(differing, 0, "{width}x{height}, tile {tile}: pixels differ");
+        }
+    }
+}
+
+#[test]
+fn raw_tiles_are_seam_free_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = synthetic_png(dir.path(), 300, 260, 9);
+    let run = median_split_model(dir.path(), &image);
+    let predictor = Arc::new(Predictor::from_run(&run, Device::Cpu, None, None).unwrap());
+    let raw = |tile| SegmentOptions {
+        postprocess: false,
+        ..options(tile, 2)
+    };
+    let (a, b) = (dir.path().join("a.tif"), dir.path().join("b.tif"));
+    let whole = segment(&image, &predictor, &a, &raw(300)).unwrap();
+    segment(&image, &predictor, &b, &raw(64)).unwrap();
+    assert_eq!(whole.settings.halo, slidestream::model::RECEPTIVE_RADIUS);
+    assert_eq!(read_mask(&a).2, read_mask(&b).2);
+}
+
+#[test]
+fn a_slide_without_tissue_gives_an_empty_mask_without_running_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let slide = dir.path().join("glass.tif");
+    let synth = json_output(
+        binary()
+            .args([
+                "-q", "synth", "--json", "--width", "1500", "--height", "900",
+            ])
+            .args(["--tissue-coverage", "0", "--out"])
+            .arg(&slide),
+    );
+    assert_eq!(synth["tissue_fraction"], 0.0);
+    let out = dir.path().join("glass.mask.tif");
+    let summary = json_output(
+        binary()
+            .args([
+                "-q",
+                "segment",
+                "--json",
+                "--baseline",
+                "threshold:0.9",
+                "--out",
+            ])
+            .arg(&out)
+            .arg(&slide),
+    );
+    assert_eq!(summary["tiles"]["tissue"], 0);
+    assert_eq!(summary["tiles"]["segmented"], 0);
+    assert_eq!(summary["nuclei"]["count"], 0);
+    let (w, h, mask) = read_mask(&out);
+    assert_eq!((w, h), (1500, 900));
+    assert!(mask.iter().all(|&v| v == 0));
+}
+
+#[test]
+fn the_mask_opens_in_openslide_with_every_level_and_the_slide_mpp() {
+    let dir = tempfile::tempdir().unwrap();
+    let slide_path = dir.path().join("s.tif");
+    json_output(
+        binary()
+            .args([
+                "-q", "synth", "--json", "--width", "2100", "--height", "1300", "--out",
+            ])
+            .arg(&slide_path),
+    );
+    let out = dir.path().join("out").join("s.nuclei.tif");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let summary = json_output(
+        binary()
+            .args(["-q", "segment", "--json", "--geojson", "--tile", "512"])
+            .args(["--baseline", "threshold:0.45", "--out"])
+            .arg(&out)
+            .arg(&slide_path),
+    );
+    let mask = slidestream::slide::open(&out).unwrap();
+    assert_eq!(mask.vendor(), "generic-tiff");
+    assert_eq!(mask.dimensions(), (2100, 1300));
+    // Halved until one 512 px tile holds a level: 1050×650, 525×325, 263×163.
+    assert_eq!(mask.levels().len(), 4);
+    let (mpp_x, mpp_y) = mask.mpp().expect("the mask records MPP");
+    assert!((mpp_x - 0.25).abs() < 1e-9 && (mpp_y - 0.25).abs() < 1e-9);
+
+    // Sidecars: the summary (also on stdout), the overlay and the GeoJSON.
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sidecar_path(&out, ".json")).unwrap()).unwrap();
+    assert_eq!(written["nuclei"], summary["nuclei"]);
+    let overlay = image::open(sidecar_path(&out, ".overlay.png")).unwrap();
+    // At most 2048 px a side: 2100 px halve to 1050.
+    assert_eq!((overlay.width(), overlay.height()), (1050, 650));
+    let geojson: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sidecar_path(&out, ".geojson")).unwrap()).unwrap();
+    let features = geojson["features"].as_array().unwrap();
+    let count = summary["nuclei"]["count"].as_u64().unwrap();
+    assert!(
+        count > 50,
+        "a synthetic slide has many nuclei, found {count}"
+    );
+    assert_eq!(features.len() as u64, count);
+
+    // The count is the number of 8-connected components of the mask as written.
+    let (w, h, pixels) = read_mask(&out);
+    assert_eq!(count, count_components(&pixels, w as usize, h as usize));
+    let leftovers: Vec<_> = std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// 8-connected components by flood fill, independently of the streaming tracker.
+fn count_components(mask: &[u8], w: usize, h: usize) -> u64 {
+    let mut seen = vec![false; mask.len()];
+    let mut count = 0;
+    for start in 0..mask.len() {
+        if mask[start] == 0 || seen[start] {
+            continue;
+        }
+        count += 1;
+        seen[start] = true;
+        let mut stack = vec![start];
+        while let Some(p) = stack.pop() {
+            let (x, y) = ((p % w) as i64, (p / w) as i64);
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    let (nx, ny) = (x + dx, y + dy);
+                    if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                        continue;
+                    }
+                    let q = ny as usize * w + nx as usize;
+                    if mask[q] != 0 && !seen[q] {
+                        seen[q] = true;
+                        stack.push(q);
+                    }
+                }
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn target_mpp_resamples_for_the_model_and_keeps_the_slide_geometry() {
+    let dir = tempfile::tempdir().unwrap();
+    let slide_path = dir.path().join("s.tif");
+    json_output(
+        binary()
+            .args([
+                "-q", "synth", "--json", "--width", "1200", "--height", "800", "--out",
+            ])
+            .arg(&slide_path),
+    );
+    let predictor = Arc::new(Predictor::threshold_baseline(0.45).unwrap());
+    let slide = slidestream::slide::open(&slide_path).unwrap();
+    let run = |geometry: Geometry, name: &str| {
+        let out = dir.path().join(name);
+        let summary = segment_slide(
+            Arc::clone(&slide),
+            &geometry,
+            Arc::clone(&predictor),
+            &out,
+            // Raw: the disk-3 opening would erase nuclei shrunk to half size.
+            &SegmentOptions {
+                postprocess: false,
+                ..options(256, 2)
+            },
+            &CancelToken::new(),
+        )
+        .unwrap();
+        (summary, read_mask(&out))
+    };
+    let (_, native) = run(Geometry::native(slide.as_ref(), 0).unwrap(), "native.tif");
+    let half = Geometry::resampled(slide.as_ref(), 0, 0.5).unwrap();
+    assert_eq!((half.model_width, half.model_height), (600, 400));
+    let (summary, coarse) = run(half, "coarse.tif");
+    assert_eq!(summary.geometry.scale, 0.5);
+    assert_eq!((coarse.0, coarse.1), (1200, 800));
+    let both = native.2.iter().zip(&coarse.2);
+    let tp = both.clone().filter(|(a, b)| **a != 0 && **b != 0).count() as f64;
+    let total = native
+        .2
+        .iter()
+        .chain(&coarse.2)
+        .filter(|v| **v != 0)
+        .count() as f64;
+    let dice = 2.0 * tp / total;
+    assert!(
+        dice > 0.8,
+        "masks at 0.25 and 0.5 µm/px should agree: Dice {dice}"
+    );
+}
+
+#[test]
+fn a_cancelled_run_leaves_no_file_under_any_final_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = synthetic_png(dir.path(), 400, 300, 2);
+    let predictor = Arc::new(Predictor::threshold_baseline(0.5).unwrap());
+    let slide = slidestream::slide::open(&image).unwrap();
+    let geometry = Geometry::native(slide.as_ref(), 0).unwrap();
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let out = dir.path().join("mask.tif");
+    let options = SegmentOptions {
+        geojson: true,
+        ..options(64, 2)
+    };
+    let error = segment_slide(slide, &geometry, predictor, &out, &options, &cancel).unwrap_err();
+    assert!(
+        matches!(error, SegmentError::Pipeline(PipelineError::Cancelled)),
+        "{error}"
+    );
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["synth-400x300-2.png", "truth.png"]);
+}
+
+#[test]
+fn ctrl_c_during_segment_exits_130_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = synthetic_png(dir.path(), 2500, 2500, 3);
+    let run = median_split_model(dir.path(), &synthetic_png(dir.path(), 200, 200, 4));
+    let out = dir.path().join("out.tif");
+    let code = interrupt_after_log(
+        binary()
+            .args([
+                "-v", "segment", "--device", "cpu", "--tile", "256", "--model",
+            ])
+            .arg(&run)
+            .arg("--out")
+            .arg(&out)
+            .arg(&image),
+        "segmenting",
+    );
+    assert_eq!(code, Some(130));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("out"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn bad_models_and_channels_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = synthetic_png(dir.path(), 120, 100, 1);
+    let run = median_split_model(dir.path(), &image);
+    let out = dir.path().join("m.tif");
+    let segment_with = |extra: &[&str], model: &Path| {
+        binary()
+            .args(["-q", "segment", "--out"])
+            .arg(&out)
+            .arg(&image)
+            .arg("--model")
+            .arg(model)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let wrong_channel = segment_with(&["--channel", "5"], &run);
+    assert_eq!(wrong_channel.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&wrong_channel.stderr);
+    assert!(
+        stderr.contains("--channel 5") && stderr.contains("2 channel"),
+        "{stderr}"
+    );
+
+    std::fs::write(run.join("model.safetensors"), b"not a safetensors file").unwrap();
+    let broken = segment_with(&[], &run);
+    assert_eq!(broken.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("model.safetensors"), "{stderr}");
+
+    let missing = segment_with(&[], &dir.path().join("no-such-run"));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-run"));
+    assert!(!out.exists());
+}
