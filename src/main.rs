@@ -135,6 +135,8 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
 
 fn main() -> ExitCode {
     slidestream::device::load_cuda_backend();
+    slidestream::allocator::keep_freed_memory();
+    slidestream::allocator::flush_subnormals();
     let cli = Cli::parse();
     let verbosity = cli.global.verbose as i8 - cli.global.quiet as i8;
     logging::init(cli.global.log_format, verbosity);

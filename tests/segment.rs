@@ -58,6 +58,8 @@ fn median_split_model(dir: &Path, image: &Path) -> PathBuf {
         data: "test".into(),
         slidestream_version: "test".into(),
         train_mpp: Some(0.25),
+        selection: None,
+        hematoxylin_agreement: Vec::new(),
     };
     save_run(&run, Some(&vs), &card).unwrap();
     run

@@ -104,8 +104,21 @@ fn slide_training_streams_tissue_crops_and_reports_the_stream() {
     );
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("crop_stream.json")).unwrap()).unwrap();
-    assert_eq!(report["crops"], 4);
+    // Four for the epoch, four for the fixed label-free probe batch.
+    assert_eq!(report["crops"], 8);
     assert!(out.join("model.safetensors").exists());
+    // No masks: channel and epoch were chosen by hematoxylin agreement.
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(card["selection"], "hematoxylin-agreement");
+    let agreement = card["hematoxylin_agreement"].as_array().unwrap();
+    assert_eq!(agreement.len(), 4);
+    let chosen = card["channel"].as_u64().unwrap() as usize;
+    let best = agreement
+        .iter()
+        .map(|a| a.as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(agreement[chosen].as_f64().unwrap(), best);
 }
 
 #[test]
@@ -144,4 +157,57 @@ fn ctrl_c_stops_training_and_keeps_the_best_checkpoint() {
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
     assert!(card["epoch"].is_number(), "the best epoch so far is kept");
     assert!(out.join("model.safetensors").exists());
+}
+
+#[test]
+fn eval_scores_match_the_validation_dice_recorded_by_train() {
+    let dir = tempfile::tempdir().unwrap();
+    labeled_folder(dir.path());
+    let out = dir.path().join("run");
+    assert!(run(dir.path(), &out, &[]).status.success());
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    let channel = card["channel"].as_u64().unwrap() as usize;
+    let recorded = card["val_dice"][channel].as_f64().unwrap();
+
+    let report = common::json_output(
+        binary()
+            .args(["-q", "eval", "--json", "--device", "cpu", "--model"])
+            .arg(&out)
+            .arg("--data")
+            .arg(dir.path()),
+    );
+    assert_eq!(report["images"].as_array().unwrap().len(), 3);
+    let raw = report["mean_raw"]["dice"].as_f64().unwrap();
+    assert!(
+        (raw - recorded).abs() < 1e-5,
+        "eval {raw} vs model.json {recorded}"
+    );
+    for scores in ["mean_raw", "mean_postprocessed"] {
+        for metric in [
+            "dice",
+            "iou",
+            "precision",
+            "recall",
+            "accuracy",
+            "specificity",
+        ] {
+            let value = report[scores][metric].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&value), "{scores}.{metric} = {value}");
+        }
+    }
+    // Every other channel scores differently: the chosen one is what eval measured.
+    let other = (channel + 1) % 4;
+    let other_report = common::json_output(
+        binary()
+            .args(["-q", "eval", "--json", "--device", "cpu", "--channel"])
+            .arg(other.to_string())
+            .arg("--model")
+            .arg(&out)
+            .arg("--data")
+            .arg(dir.path()),
+    );
+    let other_raw = other_report["mean_raw"]["dice"].as_f64().unwrap();
+    let other_recorded = card["val_dice"][other].as_f64().unwrap();
+    assert!((other_raw - other_recorded).abs() < 1e-5);
 }

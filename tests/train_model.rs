@@ -23,6 +23,8 @@ fn card(channels: usize, channel: usize) -> ModelCard {
         data: "test".into(),
         slidestream_version: "0.1.0".into(),
         train_mpp: Some(0.25),
+        selection: None,
+        hematoxylin_agreement: Vec::new(),
     }
 }
 

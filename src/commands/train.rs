@@ -9,7 +9,7 @@ use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
 use crate::train::slide_source::SlideCrops;
 use crate::train::{
     train, train_seeds, Batch, CropSource, DataError, LabeledFolder, LabeledSet, Progress,
-    SamplerKind, Similarity, TrainConfig,
+    SamplerKind, Similarity, TrainConfig, PROBE_CROPS,
 };
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -214,14 +214,16 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
     };
     if val.is_none() {
         tracing::warn!(
-            "no labeled validation data (--val): the last epoch's weights are kept, channel 0"
+            "no labeled validation data (--val): epoch and channel are chosen label-free, by \
+             agreement with the hematoxylin stain"
         );
     }
     let crops_per_run = config
         .max_steps
         .map_or(args.epochs * args.epoch_crops, |steps| {
             (steps * args.batch).min(args.epochs * args.epoch_crops)
-        });
+        })
+        + args.epoch_crops.min(PROBE_CROPS);
     let slides = match folder {
         Some(_) => None,
         None => {
@@ -323,6 +325,15 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
                 b.dice, b.epoch.map_or("-".into(), |e| e.to_string()), b.channel, summary.steps, summary.skipped_steps, summary.elapsed_s, args.out.display()
             ),
             None => println!("{} steps in {:.1}s; model in {}", summary.steps, summary.elapsed_s, args.out.display()),
+        }
+        if let Some(choice) = summary.label_free {
+            let val = choice
+                .val_dice
+                .map_or(String::new(), |d| format!("; its validation Dice {d:.4}"));
+            println!(
+                "label-free choice: epoch {}, channel {} (hematoxylin agreement {:.4}{val})",
+                choice.epoch, choice.channel, choice.agreement
+            );
         }
     }
     if let Some(report) = slides.and_then(SlideCrops::finish) {

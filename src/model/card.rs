@@ -39,6 +39,19 @@ pub enum InputNormalisation {
     Luma,
 }
 
+/// How the saved (epoch, channel) was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    /// Highest Dice on labeled validation images (paper 3.2).
+    ValidationDice,
+    /// No labels: highest agreement with the hematoxylin stain (see
+    /// `train::label_free`).
+    HematoxylinAgreement,
+    /// Neither: the last epoch, channel 0.
+    LastEpoch,
+}
+
 /// Contents of `model.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
@@ -61,4 +74,10 @@ pub struct ModelCard {
     pub slidestream_version: String,
     /// Microns per pixel of the training images, if known.
     pub train_mpp: Option<f64>,
+    /// How `epoch` and `channel` were chosen (absent in cards of older versions).
+    #[serde(default)]
+    pub selection: Option<Selection>,
+    /// Label-free hematoxylin agreement per channel at that epoch (empty if not measured).
+    #[serde(default)]
+    pub hematoxylin_agreement: Vec<f64>,
 }

@@ -5,7 +5,7 @@ mod checkpoint;
 mod network;
 
 pub use card::{
-    Architecture, InputNormalisation, Method, ModelCard, MODEL_CARD_FILE, WEIGHTS_FILE,
+    Architecture, InputNormalisation, Method, ModelCard, Selection, MODEL_CARD_FILE, WEIGHTS_FILE,
 };
 pub use checkpoint::{load_run, load_weights, save_run, LoadedModel, ModelError};
 pub use network::{

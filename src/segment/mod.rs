@@ -101,11 +101,28 @@ pub struct SegmentOptions {
     pub target_mpp: Option<f64>,
 }
 
+impl SegmentOptions {
+    /// Defaults for `device`: on CPU, tiles whose activation maps stay under glibc's
+    /// largest mmap threshold (see [`crate::allocator`]); on CUDA, big tiles in big batches.
+    pub fn for_device(device: tch::Device) -> Self {
+        if device.is_cuda() {
+            Self {
+                tile: 1024,
+                batch: 8,
+                ..Self::default()
+            }
+        } else {
+            Self::default()
+        }
+    }
+}
+
 impl Default for SegmentOptions {
+    /// The CPU defaults.
     fn default() -> Self {
         Self {
-            tile: 1024,
-            batch: 2,
+            tile: 768,
+            batch: 1,
             workers: 2,
             postprocess: true,
             all_tiles: false,
@@ -147,6 +164,7 @@ pub fn segment_slide(
 ) -> Result<SegmentSummary, SegmentError> {
     let started = Instant::now();
     check_options(options)?;
+    crate::allocator::keep_freed_memory();
     let (tissue, _) = detect_slide_tissue(slide.as_ref(), &TissueParams::default())?;
     let tissue_detection_s = started.elapsed().as_secs_f64();
 

@@ -91,6 +91,8 @@ impl Predictor {
                 data: "none (baseline)".into(),
                 slidestream_version: env!("CARGO_PKG_VERSION").into(),
                 train_mpp: None,
+                selection: None,
+                hematoxylin_agreement: Vec::new(),
             },
             device: Device::Cpu,
             source: format!("baseline threshold:{threshold}"),

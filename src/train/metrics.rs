@@ -20,6 +20,9 @@ pub struct EpochMetrics {
     pub skipped_steps: usize,
     /// Validation Dice per channel (empty without validation data).
     pub val_dice: Vec<f64>,
+    /// Label-free agreement of each channel with the hematoxylin stain on a fixed probe
+    /// batch of training crops (see [`super::label_free`]).
+    pub hematoxylin_agreement: Vec<f64>,
     /// Seconds since training started.
     pub elapsed_s: f64,
 }
@@ -29,6 +32,14 @@ pub struct EpochMetrics {
 pub struct MetricsCsv {
     path: PathBuf,
     file: std::fs::File,
+    channels: usize,
+}
+
+/// `channels` comma-prefixed fields, empty where `values` has none (e.g. no validation).
+fn per_channel(values: &[f64], channels: usize) -> String {
+    (0..channels)
+        .map(|c| values.get(c).map_or(",".to_owned(), |v| format!(",{v}")))
+        .collect()
 }
 
 impl MetricsCsv {
@@ -37,17 +48,28 @@ impl MetricsCsv {
         let path = run_dir.join("metrics.csv");
         let mut file = std::fs::File::create(&path).map_err(TrainError::io(&path))?;
         let dice: String = (0..channels).map(|c| format!(",val_dice_c{c}")).collect();
-        writeln!(file, "epoch,loss,intra,inter,skipped_steps{dice},elapsed_s")
-            .map_err(TrainError::io(&path))?;
-        Ok(Self { path, file })
+        let hema: String = (0..channels)
+            .map(|c| format!(",hema_agreement_c{c}"))
+            .collect();
+        writeln!(
+            file,
+            "epoch,loss,intra,inter,skipped_steps{dice}{hema},elapsed_s"
+        )
+        .map_err(TrainError::io(&path))?;
+        Ok(Self {
+            path,
+            file,
+            channels,
+        })
     }
 
     pub fn append(&mut self, m: &EpochMetrics) -> Result<(), TrainError> {
         let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-        let dice: String = m.val_dice.iter().map(|d| format!(",{d}")).collect();
+        let dice = per_channel(&m.val_dice, self.channels);
+        let hema = per_channel(&m.hematoxylin_agreement, self.channels);
         writeln!(
             self.file,
-            "{},{},{},{},{}{dice},{:.3}",
+            "{},{},{},{},{}{dice}{hema},{:.3}",
             m.epoch,
             opt(m.loss),
             opt(m.intra),

@@ -5,6 +5,7 @@ pub mod crop_stream;
 mod curves;
 mod data;
 mod error;
+pub mod label_free;
 mod loss;
 mod metrics;
 mod patches;
@@ -23,7 +24,9 @@ pub use error::TrainError;
 pub use loss::{contrastive_loss, similarity_matrix, LossParts};
 pub use metrics::{EpochMetrics, MetricsCsv};
 pub use patches::attended_patches;
-pub use run::{train, Best, Progress, TrainSummary, CONFIDENCE_THRESHOLD};
+pub use run::{
+    train, Best, LabelFreeChoice, Progress, TrainSummary, CONFIDENCE_THRESHOLD, PROBE_CROPS,
+};
 pub use sampler::{
     bernoulli_entropy_bits, entropy_weights, sample_patches, CandidateGrid, PatchSample,
 };

@@ -12,11 +12,13 @@ use super::config::{Method, TrainConfig};
 use super::curves::draw_curves;
 use super::data::{CropSource, LabeledSet};
 use super::error::TrainError;
+use super::label_free::{hematoxylin_agreement, hematoxylin_masks};
 use super::metrics::{EpochMetrics, MetricsCsv};
 use super::step::{StepOutcome, Trainer};
 use super::threshold::fit_gray_threshold;
 use super::validate::validation_dice;
-use crate::model::{save_run, Architecture, InputNormalisation, ModelCard};
+use crate::model::{save_run, Architecture, InputNormalisation, ModelCard, Selection};
+use tch::nn::ModuleT;
 
 /// Confidence threshold for validation and segmentation (paper 3.2).
 pub const CONFIDENCE_THRESHOLD: f64 = 0.5;
@@ -32,6 +34,19 @@ pub enum Progress<'a> {
     Epoch(&'a EpochMetrics),
 }
 
+/// The checkpoint label-free selection would pick: the (epoch, channel) with the highest
+/// hematoxylin agreement, and what it scores on validation when labels exist.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LabelFreeChoice {
+    pub epoch: usize,
+    pub channel: usize,
+    pub agreement: f64,
+    pub val_dice: Option<f64>,
+}
+
+/// Fixed crops (drawn once, with their own seed) on which label-free selection is scored.
+pub const PROBE_CROPS: usize = 8;
+
 /// The selected checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Best {
@@ -45,8 +60,10 @@ pub struct Best {
 pub struct TrainSummary {
     pub method: Method,
     pub seed: u64,
-    /// `None` without validation data (the last epoch's weights are saved then).
+    /// By validation Dice; `None` without validation data.
     pub best: Option<Best>,
+    /// By hematoxylin agreement (saved when there is no validation data).
+    pub label_free: Option<LabelFreeChoice>,
     pub steps: usize,
     pub skipped_steps: usize,
     pub elapsed_s: f64,
@@ -106,11 +123,14 @@ pub fn train(
         data: data.describe(),
         slidestream_version: env!("CARGO_PKG_VERSION").to_string(),
         train_mpp: data.mpp(),
+        selection: None,
+        hematoxylin_agreement: Vec::new(),
     };
-    let summary = |best, steps, skipped_steps, epochs| TrainSummary {
+    let summary = |best, label_free, steps, skipped_steps, epochs| TrainSummary {
         method: config.method,
         seed: config.seed,
         best,
+        label_free,
         steps,
         skipped_steps,
         elapsed_s: start.elapsed().as_secs_f64(),
@@ -126,6 +146,7 @@ pub fn train(
             threshold: fit.threshold,
             input_normalisation: InputNormalisation::Luma,
             val_dice: vec![fit.dice],
+            selection: Some(Selection::ValidationDice),
             ..card(1)
         };
         save_run(run_dir, None, &card)?;
@@ -134,7 +155,7 @@ pub fn train(
             channel: 0,
             dice: fit.dice,
         };
-        return Ok(summary(Some(best), 0, 0, Vec::new()));
+        return Ok(summary(Some(best), None, 0, 0, Vec::new()));
     }
 
     tch::manual_seed(config.seed as i64);
@@ -146,6 +167,11 @@ pub fn train(
     let mut best: Option<Best> = None;
     let (mut steps, mut skipped) = (0usize, 0usize);
     let mut items: Vec<usize> = (0..data.epoch_len()).collect();
+    let mut label_free: Option<LabelFreeChoice> = None;
+    let probe_items: Vec<usize> = (0..data.epoch_len().min(PROBE_CROPS)).collect();
+    let mut probe_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
+    let probe = data.crops(&probe_items, config.crop, config.device, &mut probe_rng)?;
+    let probe_reference = hematoxylin_masks(&probe.images);
 
     for epoch in 0..config.epochs {
         if config.max_steps.is_some_and(|max| steps >= max) {
@@ -180,6 +206,9 @@ pub fn train(
         let val_dice = val
             .map(|set| validation_dice(&trainer.net, set, config.device, CONFIDENCE_THRESHOLD))
             .unwrap_or_default();
+        let confidence = tch::no_grad(|| trainer.net.forward_t(&probe.images, false));
+        let hematoxylin_agreement =
+            hematoxylin_agreement(&confidence, &probe_reference, CONFIDENCE_THRESHOLD);
         let metrics = EpochMetrics {
             epoch,
             loss: mean(&losses),
@@ -188,33 +217,52 @@ pub fn train(
             steps: epoch_steps,
             skipped_steps: epoch_skipped,
             val_dice,
+            hematoxylin_agreement,
             elapsed_s: start.elapsed().as_secs_f64(),
         };
         csv.append(&metrics)?;
-        // Paper 3.2: keep the (epoch, channel) with the highest validation Dice (first one
-        // on ties); without validation data, keep the latest weights.
-        let candidate =
-            metrics
-                .val_dice
-                .iter()
-                .copied()
-                .enumerate()
-                .fold(None::<(usize, f64)>, |b, (c, d)| match b {
-                    Some((_, bd)) if bd >= d => b,
-                    _ => Some((c, d)),
-                });
-        let save = candidate.is_none_or(|(_, d)| best.is_none_or(|b| d > b.dice));
-        if save {
-            let channel = candidate.map_or(0, |(c, _)| c);
-            best = candidate.map(|(channel, dice)| Best {
-                epoch: Some(epoch),
+        let label_free_candidate = best_channel(&metrics.hematoxylin_agreement);
+        let label_free_improved =
+            label_free_candidate.is_some_and(|(_, a)| label_free.is_none_or(|l| a > l.agreement));
+        if let Some((channel, agreement)) = label_free_candidate.filter(|_| label_free_improved) {
+            label_free = Some(LabelFreeChoice {
+                epoch,
                 channel,
-                dice,
+                agreement,
+                val_dice: metrics.val_dice.get(channel).copied(),
             });
+        }
+        // Paper 3.2: keep the (epoch, channel) with the highest validation Dice (first one
+        // on ties); without validation data, the one with the highest hematoxylin agreement.
+        let candidate = best_channel(&metrics.val_dice);
+        let (save, selection, channel) = match candidate {
+            Some((channel, dice)) => {
+                let improved = best.is_none_or(|b| dice > b.dice);
+                if improved {
+                    best = Some(Best {
+                        epoch: Some(epoch),
+                        channel,
+                        dice,
+                    });
+                }
+                (improved, Selection::ValidationDice, channel)
+            }
+            None => match label_free_candidate {
+                Some((channel, _)) => (
+                    label_free_improved,
+                    Selection::HematoxylinAgreement,
+                    channel,
+                ),
+                None => (true, Selection::LastEpoch, 0),
+            },
+        };
+        if save {
             let card = ModelCard {
                 channel,
                 epoch: Some(epoch),
                 val_dice: metrics.val_dice.clone(),
+                selection: Some(selection),
+                hematoxylin_agreement: metrics.hematoxylin_agreement.clone(),
                 ..card(channels)
             };
             save_run(run_dir, Some(&trainer.vs), &card)?;
@@ -223,5 +271,17 @@ pub fn train(
         history.push(metrics);
     }
     draw_curves(&history, &run_dir.join("curves.png"))?;
-    Ok(summary(best, steps, skipped, history))
+    Ok(summary(best, label_free, steps, skipped, history))
+}
+
+/// The channel with the highest score (the first on ties), if any.
+fn best_channel(scores: &[f64]) -> Option<(usize, f64)> {
+    scores
+        .iter()
+        .copied()
+        .enumerate()
+        .fold(None, |best, (c, score)| match best {
+            Some((_, top)) if top >= score => best,
+            _ => Some((c, score)),
+        })
 }
