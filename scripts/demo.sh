@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up (idempotent, see setup.sh), builds, and runs the demo end to end with embedded
 # defaults: a synthetic H&E slide and the real CMU-1-Small-Region.svs go through
-# `info` and `tissue`, then a short label-free training run streams tissue crops from
-# both. Outputs land in ./out/demo (override with DEMO_OUT=...).
+# `info` and `tissue`, a short label-free training run streams tissue crops from both,
+# and `segment` writes the nuclei masks of both slides (with summary, QC overlay and
+# GeoJSON). Outputs land in ./out/demo (override with DEMO_OUT=...).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$repo/scripts/setup.sh"
@@ -35,5 +36,13 @@ rm -rf "$out/run"
 "$bin" train --data "$out/synthetic.tif" "$real" --epochs 3 --epoch-crops 20 --device auto \
     --out "$out/run"
 
-step "done: outputs in $out (model in $out/run)"
+step "segment the real slide with the model (pyramidal TIFF mask, overlay, GeoJSON)"
+"$bin" segment "$real" --model "$out/run" --geojson --out "$out/cmu.nuclei.tif"
+
+step "segment the synthetic slide with the threshold baseline (no model, seconds)"
+"$bin" segment "$out/synthetic.tif" --baseline threshold --out "$out/synthetic.nuclei.tif"
+
+step "done: outputs in $out"
 ls -l "$out"
+printf '\nmask:    %s\noverlay: %s\nsummary: %s\n' "$out/cmu.nuclei.tif" \
+    "$out/cmu.nuclei.overlay.png" "$out/cmu.nuclei.json"

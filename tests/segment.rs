@@ -413,3 +413,45 @@ fn bad_models_and_channels_are_clear_errors() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-run"));
     assert!(!out.exists());
 }
+
+#[test]
+fn foreground_is_kept_only_inside_detected_tissue_unless_all_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let slide = dir.path().join("s.tif");
+    let synth = json_output(
+        binary()
+            .args([
+                "-q", "synth", "--json", "--width", "1600", "--height", "1200",
+            ])
+            .args(["--tissue-coverage", "0.4", "--out"])
+            .arg(&slide),
+    );
+    let true_tissue = synth["tissue_fraction"].as_f64().unwrap();
+    // Luma below 1 everywhere: a "model" that marks every pixel, glass included.
+    let everything = |extra: &[&str], name: &str| {
+        let out = dir.path().join(name);
+        json_output(
+            binary()
+                .args([
+                    "-q",
+                    "segment",
+                    "--json",
+                    "--raw",
+                    "--baseline",
+                    "threshold:1",
+                ])
+                .args(extra)
+                .arg("--out")
+                .arg(&out)
+                .arg(&slide),
+        );
+        let (_, _, mask) = read_mask(&out);
+        mask.iter().filter(|&&v| v != 0).count() as f64 / mask.len() as f64
+    };
+    let in_tissue = everything(&[], "tissue.tif");
+    assert!(
+        (in_tissue - true_tissue).abs() < 0.05,
+        "foreground {in_tissue} vs tissue {true_tissue}"
+    );
+    assert!(everything(&["--all-tiles"], "all.tif") > 0.999);
+}

@@ -105,8 +105,8 @@ pub struct SegmentArgs {
     /// Skip the paper's morphological post-processing (opening/closing with disks 3 and 1).
     #[arg(long)]
     pub raw: bool,
-    /// Run the model on background tiles too (default: only tiles with detected tissue;
-    /// the rest are written as background).
+    /// Run the model on every tile and keep all foreground (default: only tiles with
+    /// detected tissue are segmented, and foreground outside tissue is cleared).
     #[arg(long)]
     pub all_tiles: bool,
     /// Leave nuclei smaller than this many pixels out of the count (they stay in the mask).

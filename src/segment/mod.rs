@@ -37,7 +37,7 @@ use crate::model::ModelError;
 use crate::morphology::{postprocess, POSTPROCESS_REACH};
 use crate::pipeline::{progress_bar, CancelToken, Pipeline, PipelineError};
 use crate::slide::grid::{Rect, Tile, TileGrid};
-use crate::slide::tissue::{detect_slide_tissue, TissueParams};
+use crate::slide::tissue::{detect_slide_tissue, TissueMask, TissueParams};
 use crate::slide::{read_overview, RgbRegion, Slide, SlideError};
 use crate::tiff::{Channels, Downsample, PyramidOptions, PyramidWriter, TiffWriteError};
 use assemble::{BandAssembler, OutputRows};
@@ -88,7 +88,7 @@ pub struct SegmentOptions {
     pub workers: usize,
     /// Apply the paper's morphological post-processing.
     pub postprocess: bool,
-    /// Run the model on background tiles too.
+    /// Run the model on background tiles too, and keep foreground outside detected tissue.
     pub all_tiles: bool,
     /// Nuclei smaller than this (px) are left out of the count.
     pub min_nucleus_area: u64,
@@ -166,6 +166,7 @@ pub fn segment_slide(
     check_options(options)?;
     crate::allocator::keep_freed_memory();
     let (tissue, _) = detect_slide_tissue(slide.as_ref(), &TissueParams::default())?;
+    let tissue = Arc::new(tissue);
     let tissue_detection_s = started.elapsed().as_secs_f64();
 
     let reach = if options.postprocess {
@@ -299,13 +300,18 @@ pub fn segment_slide(
         }
         Ok(())
     });
-    let postprocessing = options.postprocess;
+    let post = PostProcessing {
+        morphology: options.postprocess,
+        // Nuclei live in tissue: keep foreground only there (unless every tile is wanted).
+        tissue: (!options.all_tiles).then(|| Arc::clone(&tissue)),
+        level0_per_model: geometry.output_downsample / geometry.scale,
+    };
     let cores = run.map(
         "post",
         predicted,
         options.workers,
         capacity,
-        move |item: TileItem| Ok((item.tile, core_mask(&item, postprocessing))),
+        move |item: TileItem| Ok((item.tile, post.core_mask(&item))),
     );
     let mut assembler = BandAssembler::new(&grid, geometry.model_width);
     let mut rows = OutputRows::new(geometry);
@@ -466,31 +472,44 @@ fn predict_batch(predictor: &Predictor, pending: &mut [TileItem]) {
     }
 }
 
-/// The final 0/255 mask of a tile's core; `None` when it is all background.
-fn core_mask(item: &TileItem, postprocessing: bool) -> Option<Vec<u8>> {
-    let foreground = item.foreground.as_ref()?;
-    let window = item.window;
-    let (ww, wh) = (window.width as usize, window.height as usize);
-    let cleaned = if postprocessing {
-        postprocess(foreground, ww, wh)
-    } else {
-        foreground.clone()
-    };
-    let (core_x, core_y) = item.tile.core_offset();
-    let (dx, dy) = ((core_x - window.x) as usize, (core_y - window.y) as usize);
-    let (cw, ch) = (
-        item.tile.core.width as usize,
-        item.tile.core.height as usize,
-    );
-    let mut core = Vec::with_capacity(cw * ch);
-    for row in cleaned[dy * ww..].chunks_exact(ww).take(ch) {
-        core.extend(
-            row[dx..dx + cw]
-                .iter()
-                .map(|&v| if v != 0 { 255 } else { 0 }),
-        );
+/// What the post-processing workers do to a tile's raw foreground.
+struct PostProcessing {
+    /// The paper's opening/closing sequence.
+    morphology: bool,
+    /// Clear foreground outside this tissue map (level-0 coordinates).
+    tissue: Option<Arc<TissueMask>>,
+    level0_per_model: f64,
+}
+
+impl PostProcessing {
+    /// The final 0/255 mask of a tile's core; `None` when it is all background.
+    fn core_mask(&self, item: &TileItem) -> Option<Vec<u8>> {
+        let foreground = item.foreground.as_ref()?;
+        let window = item.window;
+        let (ww, wh) = (window.width as usize, window.height as usize);
+        let cleaned = if self.morphology {
+            postprocess(foreground, ww, wh)
+        } else {
+            foreground.clone()
+        };
+        let (core_x, core_y) = item.tile.core_offset();
+        let (dx, dy) = ((core_x - window.x) as usize, (core_y - window.y) as usize);
+        let core = item.tile.core;
+        let (cw, ch) = (core.width as usize, core.height as usize);
+        let mut mask = Vec::with_capacity(cw * ch);
+        for (y, row) in cleaned[dy * ww..].chunks_exact(ww).take(ch).enumerate() {
+            for (x, &value) in row[dx..dx + cw].iter().enumerate() {
+                let keep = value != 0
+                    && self.tissue.as_ref().is_none_or(|tissue| {
+                        // Pixel centres, so that the test is the same from any tile.
+                        let at = |p: i64| ((p as f64 + 0.5) * self.level0_per_model) as i64;
+                        tissue.is_tissue_at(at(core.x + x as i64), at(core.y + y as i64))
+                    });
+                mask.push(if keep { 255 } else { 0 });
+            }
+        }
+        mask.iter().any(|&v| v != 0).then_some(mask)
     }
-    core.iter().any(|&v| v != 0).then_some(core)
 }
 
 fn write_png(path: &Path, picture: &RgbRegion) -> Result<(), SegmentError> {
