@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo bench --bench segment -- [--size 32768] [--mem-sizes 32768,65536]
-//!     [--mode all|throughput|memory] [--model RUN_DIR] [--device cpu|cuda] [--data DIR]
+//!     [--mem-coverage 0.02] [--mode all|throughput|memory|model] [--model RUN_DIR]
+//!     [--device cpu|cuda] [--tile N] [--batch N] [--data DIR]
 //! ```
 //!
 //! `throughput` times, in one run and on the same machine:
@@ -13,9 +14,9 @@
 //!   (tissue megapixels per second of pipeline wall time, from the summary JSON).
 //!
 //! Their ratio says how much of the decode, post-processing and writing the pipeline
-//! hides behind the model. `memory` segments synthetic slides of each `mem-sizes`² (10 %
-//! tissue, to bound the run time; buffers scale with width and tile, not tissue) and
-//! reports each process's peak RSS.
+//! hides behind the model. `memory` segments synthetic slides of each `mem-sizes`² (2 %
+//! tissue by default, `--mem-coverage`, to bound the run time on CPU; buffers scale with
+//! width and tile, not tissue) and reports each process's peak RSS.
 //!
 //! Without `--model`, an untrained network with seeded weights is used: the work per
 //! pixel does not depend on the weights.
@@ -32,6 +33,7 @@ use std::time::Instant;
 struct Args {
     size: u64,
     mem_sizes: Vec<u64>,
+    mem_coverage: f32,
     mode: String,
     model: Option<PathBuf>,
     device: String,
@@ -44,6 +46,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         size: 32_768,
         mem_sizes: vec![32_768, 65_536],
+        mem_coverage: 0.02,
         mode: "all".into(),
         model: None,
         device: "cpu".into(),
@@ -62,6 +65,7 @@ fn parse_args() -> Args {
                     .map(|s| s.parse().expect("--mem-sizes N,M"))
                     .collect()
             }
+            "--mem-coverage" => args.mem_coverage = value().parse().expect("--mem-coverage F"),
             "--mode" => args.mode = value(),
             "--model" => args.model = Some(value().into()),
             "--device" => args.device = value(),
@@ -213,6 +217,26 @@ fn report_segment(label: &str, summary: &serde_json::Value) -> f64 {
     rate
 }
 
+/// Runs `end_to_end` between two model-only measurements on tiles of the same slide and
+/// returns (end-to-end rate, mean model-only rate): bracketing keeps a load change on a
+/// shared machine from skewing the ratio one way.
+fn side_by_side(
+    slide: &Path,
+    label: &str,
+    model_only: impl Fn() -> f64,
+    end_to_end: impl FnOnce() -> serde_json::Value,
+) -> (f64, f64) {
+    let before = model_only();
+    let rate = report_segment(label, &end_to_end());
+    let after = model_only();
+    let name = slide.file_name().unwrap_or_default().to_string_lossy();
+    println!(
+        "{:>28}: {before:.2} before, {after:.2} after Mpx/s (core pixels)",
+        format!("model only, {name}")
+    );
+    (rate, (before + after) / 2.0)
+}
+
 fn main() {
     slidestream::device::load_cuda_backend();
     slidestream::allocator::keep_freed_memory();
@@ -262,11 +286,11 @@ fn main() {
         let label = format!("end to end, synthetic {}²", args.size);
         let synthetic = report_segment(&label, &segment(&slide, &run, &cli, &out.join("s.tif")));
         let cmu_rate = cmu.exists().then(|| {
-            let model = model_only(&run, device, &options, &cmu);
-            println!("{:>28}: {model:.2} Mpx/s (core pixels)", "model only, CMU");
-            let e2e = report_segment(
+            let (e2e, model) = side_by_side(
+                &cmu,
                 "end to end, CMU-1-Small-Region",
-                &segment(&cmu, &run, &cli, &out.join("cmu.tif")),
+                || model_only(&run, device, &options, &cmu),
+                || segment(&cmu, &run, &cli, &out.join("cmu.tif")),
             );
             e2e / model
         });
@@ -280,8 +304,11 @@ fn main() {
     }
     if matches!(args.mode.as_str(), "all" | "memory") {
         for &size in &args.mem_sizes {
-            let slide = synthetic_slide(&args.data, size, 0.1);
-            let label = format!("memory, synthetic {size}² (10 % tissue)");
+            let slide = synthetic_slide(&args.data, size, args.mem_coverage);
+            let label = format!(
+                "memory, synthetic {size}² ({:.0} % tissue)",
+                args.mem_coverage * 100.0
+            );
             report_segment(&label, &segment(&slide, &run, &cli, &out.join("m.tif")));
         }
     }
