@@ -5,6 +5,7 @@
 //! slides with known nuclei, [`tiff`] writes pyramidal masks, and [`commands`] are the CLI's
 //! subcommands on top.
 
+pub mod cohort;
 pub mod commands;
 pub mod device;
 pub mod logging;
