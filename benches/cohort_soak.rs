@@ -56,6 +56,7 @@ fn main() {
             .arg(&path)
             .arg("--mask")
             .arg(dir.path().join("mask.tif"))
+            .stdout(Stdio::null())
             .status()
             .unwrap()
             .success();
@@ -84,6 +85,13 @@ fn main() {
         .spawn()
         .unwrap();
     let pid = child.id();
+    // The report (stdout) is read on its own thread: a full pipe must not stall the run.
+    let mut stdout = child.stdout.take().unwrap();
+    let report_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut bytes).unwrap();
+        bytes
+    });
     let stderr = BufReader::new(child.stderr.take().unwrap());
     // RSS sampled each time a slide finishes (read from the log: no timers).
     let mut samples: Vec<f64> = Vec::new();
@@ -95,14 +103,10 @@ fn main() {
             }
         }
     }
-    let output = child.wait_with_output().unwrap();
+    let status = child.wait().unwrap();
     let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(
-        output.status.code(),
-        Some(3),
-        "corrupt slides make exit code 3"
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status.code(), Some(3), "corrupt slides make exit code 3");
+    let report: serde_json::Value = serde_json::from_slice(&report_reader.join().unwrap()).unwrap();
     let counts = &report["counts"];
     assert_eq!(
         counts["done"],
@@ -143,6 +147,13 @@ fn main() {
         "  RSS after each slide: first tenth {early:.0} MB, last tenth {late:.0} MB, peak {peak:.0} MB ({} samples)",
         samples.len()
     );
+    let step = (samples.len() / 10).max(1);
+    let series: Vec<String> = samples
+        .iter()
+        .step_by(step)
+        .map(|r| format!("{r:.0}"))
+        .collect();
+    println!("  RSS (MB) every {step} slides: {}", series.join(" "));
     println!(
         "  growth first→last tenth: {:+.1} MB ({:+.1}%)",
         late - early,

@@ -102,6 +102,14 @@ enum Command {
     /// Segment a cohort: many slides (files, folders, CSV manifests), a bounded number at
     /// once; a failing slide is recorded and skipped, reruns resume (done slides are not
     /// redone), report.csv/report.json summarise. Exit code 3 when some slides failed.
+    #[command(
+        after_help = "Exit codes: 0 every slide done (or already complete); 3 some \
+                            slides failed, the others are done (report.csv says why; rerun \
+                            to retry them); 2 bad invocation (arguments, unreadable \
+                            manifest, unwritable --out-dir), before any work; 130 \
+                            interrupted (Ctrl-C/SIGTERM: running slides cancelled, report \
+                            written, nothing half-written under a final name)."
+    )]
     Cohort {
         #[command(flatten)]
         args: cohort::CohortArgs,

@@ -436,3 +436,40 @@ fn shards_cover_every_slide_exactly_once() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("5/4"));
 }
+
+#[test]
+fn ctrl_c_stops_the_cohort_cleanly_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let slides = dir.path().join("slides");
+    for (seed, name) in ["a", "b", "c", "d"].iter().enumerate() {
+        synth(&slides, name, seed as u64 + 20);
+    }
+    let out = dir.path().join("out");
+    let code = common::interrupt_after_log(
+        cohort(&[&slides], &out, &["--jobs", "1"]).stdout(std::process::Stdio::null()),
+        "slide finished",
+    );
+    let r = report(&out);
+    let counts = &r["counts"];
+    // 130 unless every slide had already finished when the signal arrived.
+    if counts["done"] != 4 {
+        assert_eq!(code, Some(130), "{counts}");
+    }
+    assert!(counts["done"].as_u64().unwrap() >= 1, "{counts}");
+    assert_eq!(
+        counts["done"].as_u64().unwrap() + counts["cancelled"].as_u64().unwrap(),
+        4,
+        "{counts}"
+    );
+    assert!(partial_files(&out).is_empty(), "{:?}", partial_files(&out));
+    // Cancelled slides have no outputs under final names.
+    for row in r["slides"].as_array().unwrap() {
+        let name = row["name"].as_str().unwrap();
+        let done = row["status"] == "done";
+        assert_eq!(
+            out.join(format!("slides/{name}.json")).exists(),
+            done,
+            "{name}"
+        );
+    }
+}
