@@ -322,13 +322,19 @@ async fn schedule(
         if let Some(mpx) = row.mpx {
             pixels_bar.inc(mpx.round() as u64);
         }
-        tracing::info!(
-            slide = %row.name,
-            status = %row.status,
-            seconds = row.seconds.map(|s| (s * 100.0).round() / 100.0),
-            error = row.error.as_deref().unwrap_or(""),
-            "slide finished"
-        );
+        let seconds = row.seconds.map_or(0.0, |s| (s * 100.0).round() / 100.0);
+        match &row.error {
+            None => {
+                tracing::info!(slide = %row.name, status = %row.status, seconds, "slide finished")
+            }
+            Some(error) => tracing::warn!(
+                slide = %row.name,
+                status = %row.status,
+                seconds,
+                error = %error,
+                "slide finished"
+            ),
+        }
         results.push((index, row));
     }
     results
@@ -472,6 +478,7 @@ pub fn collect_report(
     entries: &[Entry],
     layout: &Layout,
     segmenter: &Segmenter,
+    shard: Option<Shard>,
 ) -> Result<CohortReport, CohortError> {
     let settings = segmenter.settings();
     let rows = entries
@@ -486,7 +493,7 @@ pub fn collect_report(
                 .unwrap_or_else(|| SlideRow::new(entry, Status::Pending))
         })
         .collect();
-    let report = CohortReport::new(rows, segmenter, None, 0.0);
-    report.write(layout, None)?;
+    let report = CohortReport::new(rows, segmenter, shard, 0.0);
+    report.write(layout, shard)?;
     Ok(report)
 }

@@ -49,7 +49,8 @@ pub struct CohortArgs {
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
     /// Segment nothing: rebuild the report from the per-slide files in --out-dir (done,
-    /// failed or pending per slide), e.g. to merge shards or Snakemake jobs.
+    /// failed or pending per slide), e.g. to merge shards or Snakemake jobs (without
+    /// --shard: every slide of the inputs).
     #[arg(long, conflicts_with = "list")]
     pub report_only: bool,
     /// Segment nothing, write nothing: print each slide's output NAME, id and path (JSON
@@ -127,7 +128,7 @@ pub fn run(args: &CohortArgs, show_progress: bool, cancel: &CancelToken) -> anyh
         level: args.model.level,
     });
     let report = if args.report_only {
-        collect_report(&entries, &layout, &segmenter)?
+        collect_report(&entries, &layout, &segmenter, args.shard)?
     } else {
         let options = CohortOptions {
             jobs: args.jobs,
@@ -143,7 +144,7 @@ pub fn run(args: &CohortArgs, show_progress: bool, cancel: &CancelToken) -> anyh
     } else {
         print_table(&report);
     }
-    let shard = if args.report_only { None } else { args.shard };
+    let shard = args.shard;
     let counts = report.counts;
     if cancel.is_cancelled() && counts.cancelled > 0 {
         return Err(crate::pipeline::PipelineError::Cancelled.into());
