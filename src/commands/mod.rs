@@ -1,9 +1,11 @@
 //! The CLI's subcommands. `main.rs` only parses arguments; the work is here so that tests
 //! can call it too.
 
+pub mod cohort;
 pub mod doctor;
 pub mod eval;
 pub mod info;
+pub mod run;
 pub mod segment;
 pub mod synth;
 pub mod tissue;

@@ -59,10 +59,10 @@ fn parse_target_mpp(text: &str) -> Result<TargetMpp, String> {
     }
 }
 
+/// How slides are segmented: the model (or baseline) and every setting that shapes the
+/// mask. Shared by `segment` (one slide) and `cohort` (many).
 #[derive(Debug, Clone, clap::Args)]
-pub struct SegmentArgs {
-    /// Slide to segment (SVS, NDPI, MRXS, tiled TIFF, DICOM folder, PNG/JPEG/TIFF image).
-    pub slide: PathBuf,
+pub struct ModelArgs {
     /// RUN_DIR written by `train` (model.json + model.safetensors).
     #[arg(long, required_unless_present = "baseline")]
     pub model: Option<PathBuf>,
@@ -70,10 +70,6 @@ pub struct SegmentArgs {
     /// nucleus) or `threshold:T`. Runs anywhere in seconds; a floor to compare models against.
     #[arg(long, value_parser = parse_baseline, conflicts_with_all = ["model", "channel"])]
     pub baseline: Option<Baseline>,
-    /// Output mask: pyramidal tiled BigTIFF (0 background, 255 nucleus) with the slide's
-    /// geometry and MPP. MASK.json (summary), MASK.overlay.png and MASK.geojson go next to it.
-    #[arg(long)]
-    pub out: PathBuf,
     /// Side of the square each tile is responsible for, in model pixels (default: 768 on
     /// CPU, where larger activations thrash the allocator; 1024 on CUDA). Tiles are read
     /// with 99 px more context on every side (receptive field + post-processing), so larger
@@ -123,9 +119,97 @@ pub struct SegmentArgs {
     /// decoded directly, several times faster).
     #[arg(long)]
     pub openslide_only: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SegmentArgs {
+    /// Slide to segment (SVS, NDPI, MRXS, tiled TIFF, DICOM folder, PNG/JPEG/TIFF image).
+    pub slide: PathBuf,
+    /// Output mask: pyramidal tiled BigTIFF (0 background, 255 nucleus) with the slide's
+    /// geometry and MPP. MASK.json (summary), MASK.overlay.png and MASK.geojson go next to it.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ModelArgs {
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            fast_jpeg: !self.openslide_only,
+        }
+    }
+
+    /// Loads the model (or builds the baseline) on the chosen device.
+    pub fn predictor(&self) -> Result<Predictor, anyhow::Error> {
+        let device = self.device.resolve()?;
+        Ok(match (&self.model, self.baseline) {
+            (_, Some(Baseline::Threshold(t))) => Predictor::threshold_baseline(t)?,
+            (Some(run_dir), None) => {
+                Predictor::from_run(run_dir, device, self.channel, self.threshold)?
+            }
+            (None, None) => {
+                return Err(SegmentError::InvalidOption(
+                    "give a model: --model RUN_DIR or --baseline threshold".to_owned(),
+                )
+                .into())
+            }
+        })
+    }
+
+    /// The MPP the model sees, `None` for native resolution.
+    pub fn target_mpp(&self, predictor: &Predictor) -> Result<Option<f64>, SegmentError> {
+        match self.target_mpp {
+            None => Ok(None),
+            Some(TargetMpp::Microns(m)) => Ok(Some(m)),
+            Some(TargetMpp::Model) => predictor.card().train_mpp.map(Some).ok_or_else(|| {
+                SegmentError::InvalidOption(format!(
+                    "--target-mpp model: {} records no train_mpp; give the microns per pixel \
+                     the model was trained at, e.g. --target-mpp 0.25",
+                    predictor.source()
+                ))
+            }),
+        }
+    }
+
+    /// Where `slide` is read and the mask written.
+    pub fn geometry(
+        &self,
+        slide: &dyn crate::slide::Slide,
+        target_mpp: Option<f64>,
+    ) -> Result<Geometry, SegmentError> {
+        match target_mpp {
+            None => Ok(Geometry::native(slide, self.level)?),
+            Some(m) => Geometry::resampled(slide, self.level, m),
+        }
+    }
+
+    /// The segmentation options; `workers` threads each when --workers is not given.
+    pub fn options(
+        &self,
+        predictor: &Predictor,
+        target_mpp: Option<f64>,
+        workers: usize,
+        show_progress: bool,
+    ) -> SegmentOptions {
+        let defaults = SegmentOptions::for_device(predictor.device());
+        SegmentOptions {
+            tile: self.tile.unwrap_or(defaults.tile),
+            batch: self.batch.unwrap_or(defaults.batch),
+            workers: self.workers.unwrap_or(workers),
+            postprocess: !self.raw,
+            all_tiles: self.all_tiles,
+            min_nucleus_area: self.min_nucleus_area,
+            overlay: !self.no_overlay,
+            geojson: self.geojson,
+            show_progress,
+            target_mpp,
+            ..defaults
+        }
+    }
 }
 
 /// Opens the slide and model and segments; the summary is also written next to the mask.
@@ -134,50 +218,13 @@ pub fn run(
     show_progress: bool,
     cancel: &CancelToken,
 ) -> anyhow::Result<SegmentSummary> {
-    let slide = open_with(
-        &args.slide,
-        OpenOptions {
-            fast_jpeg: !args.openslide_only,
-        },
-    )?;
-    let device = args.device.resolve()?;
-    let predictor = match (&args.model, args.baseline) {
-        (_, Some(Baseline::Threshold(t))) => Predictor::threshold_baseline(t)?,
-        (Some(run_dir), None) => {
-            Predictor::from_run(run_dir, device, args.channel, args.threshold)?
-        }
-        (None, None) => unreachable!("clap requires --model or --baseline"),
-    };
-    let target_mpp = match args.target_mpp {
-        None => None,
-        Some(TargetMpp::Microns(m)) => Some(m),
-        Some(TargetMpp::Model) => Some(predictor.card().train_mpp.ok_or_else(|| {
-            SegmentError::InvalidOption(format!(
-                "--target-mpp model: {} records no train_mpp; give the microns per pixel the \
-                 model was trained at, e.g. --target-mpp 0.25",
-                predictor.source()
-            ))
-        })?),
-    };
-    let geometry = match target_mpp {
-        None => Geometry::native(slide.as_ref(), args.level)?,
-        Some(m) => Geometry::resampled(slide.as_ref(), args.level, m)?,
-    };
+    let model = &args.model;
+    let slide = open_with(&args.slide, model.open_options())?;
+    let predictor = model.predictor()?;
+    let target_mpp = model.target_mpp(&predictor)?;
+    let geometry = model.geometry(slide.as_ref(), target_mpp)?;
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let defaults = SegmentOptions::for_device(predictor.device());
-    let options = SegmentOptions {
-        tile: args.tile.unwrap_or(defaults.tile),
-        batch: args.batch.unwrap_or(defaults.batch),
-        workers: args.workers.unwrap_or(cores),
-        postprocess: !args.raw,
-        all_tiles: args.all_tiles,
-        min_nucleus_area: args.min_nucleus_area,
-        overlay: !args.no_overlay,
-        geojson: args.geojson,
-        show_progress,
-        target_mpp,
-        ..defaults
-    };
+    let options = model.options(&predictor, target_mpp, cores, show_progress);
     Ok(segment_slide(
         slide,
         &geometry,

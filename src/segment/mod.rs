@@ -219,6 +219,11 @@ pub fn segment_slide(
                 predictor.card().channel,
                 predictor.card().threshold
             ),
+            // The slide's time, not the clock's: the same slide and settings then give the
+            // same bytes, which resumable cohorts and caches can rely on.
+            date_time: std::fs::metadata(slide.path())
+                .and_then(|m| m.modified())
+                .ok(),
             ..PyramidOptions::default()
         },
     )?;
