@@ -7,25 +7,8 @@ use common::{binary, shared_data};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A small synthetic slide `dir/NAME.tif` (its truth mask goes to `dir/../truth`, out of
-/// the way of folder inputs).
 fn synth(dir: &Path, name: &str, seed: u64) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let slide = dir.join(format!("{name}.tif"));
-    let truth = dir.parent().unwrap().join("truth");
-    std::fs::create_dir_all(&truth).unwrap();
-    let status = binary()
-        .args([
-            "-q", "synth", "--width", "600", "--height", "400", "--tile", "256",
-        ])
-        .args(["--seed", &seed.to_string(), "--out"])
-        .arg(&slide)
-        .arg("--mask")
-        .arg(truth.join(format!("{name}.mask.tif")))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    slide
+    common::synth_slide(dir, name, 600, seed)
 }
 
 /// `slidestream cohort INPUTS --baseline threshold --out-dir OUT EXTRA...`.

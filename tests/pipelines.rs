@@ -15,21 +15,7 @@ fn pipeline(name: &str) -> PathBuf {
 }
 
 fn synth(dir: &Path, name: &str, size: u32, seed: u64) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let slide = dir.join(format!("{name}.tif"));
-    let truth = dir.parent().unwrap().join("truth");
-    std::fs::create_dir_all(&truth).unwrap();
-    let status = binary()
-        .args(["-q", "synth", "--width", &size.to_string(), "--height"])
-        .arg((size * 2 / 3).to_string())
-        .args(["--tile", "256", "--seed", &seed.to_string(), "--out"])
-        .arg(&slide)
-        .arg("--mask")
-        .arg(truth.join(format!("{name}.mask.tif")))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    slide
+    common::synth_slide(dir, name, size, seed)
 }
 
 fn run(file: &Path, sets: &[String], extra: &[&str]) -> Output {

@@ -113,3 +113,23 @@ pub fn interrupt_after_log(command: &mut std::process::Command, marker: &str) ->
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     child.wait().unwrap().code()
 }
+
+/// A small synthetic slide `dir/NAME.tif` of `width × width·2/3` pixels (its truth mask
+/// goes to `dir/../truth`, out of the way of folder inputs).
+pub fn synth_slide(dir: &Path, name: &str, width: u32, seed: u64) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let slide = dir.join(format!("{name}.tif"));
+    let truth = dir.parent().unwrap().join("truth");
+    std::fs::create_dir_all(&truth).unwrap();
+    let status = binary()
+        .args(["-q", "synth", "--width", &width.to_string(), "--height"])
+        .arg((width * 2 / 3).to_string())
+        .args(["--tile", "256", "--seed", &seed.to_string(), "--out"])
+        .arg(&slide)
+        .arg("--mask")
+        .arg(truth.join(format!("{name}.mask.tif")))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    slide
+}
