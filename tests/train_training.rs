@@ -165,7 +165,8 @@ fn run_dir_has_all_outputs_and_loads() {
     let lines: Vec<_> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "epoch,loss,intra,inter,skipped_steps,val_dice_c0,val_dice_c1,elapsed_s"
+        "epoch,loss,intra,inter,skipped_steps,val_dice_c0,val_dice_c1,\
+         hema_agreement_c0,hema_agreement_c1,elapsed_s"
     );
     assert_eq!(lines.len(), 4);
     let png = image::open(dir.path().join("curves.png")).unwrap();
