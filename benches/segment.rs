@@ -278,13 +278,13 @@ fn main() {
         .join("../shared/data/slides/CMU-1-Small-Region.svs");
     if matches!(args.mode.as_str(), "all" | "throughput") {
         let slide = synthetic_slide(&args.data, args.size, 0.55);
-        let model = model_only(&run, device, &options, &slide);
-        println!(
-            "{:>28}: {model:.2} Mpx/s (core pixels)",
-            "model only, synthetic"
-        );
         let label = format!("end to end, synthetic {}²", args.size);
-        let synthetic = report_segment(&label, &segment(&slide, &run, &cli, &out.join("s.tif")));
+        let (synthetic, model) = side_by_side(
+            &slide,
+            &label,
+            || model_only(&run, device, &options, &slide),
+            || segment(&slide, &run, &cli, &out.join("s.tif")),
+        );
         let cmu_rate = cmu.exists().then(|| {
             let (e2e, model) = side_by_side(
                 &cmu,
