@@ -5,7 +5,7 @@
 //! Images are predicted whole, as in validation during training, so the raw mean Dice
 //! equals the `val_dice` that model.json records for the chosen channel.
 
-use crate::device::DeviceChoice;
+use crate::commands::segment::RunOverrides;
 use crate::morphology::postprocess;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
 use crate::scores::{Confusion, Scores};
@@ -23,15 +23,8 @@ pub struct EvalArgs {
     /// Labeled folder: DIR/images/*.{tif,png} with masks in DIR/masks/<stem>.png.
     #[arg(long)]
     pub data: PathBuf,
-    /// Where the network runs.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// Output channel scored (default: the one model.json chose).
-    #[arg(long)]
-    pub channel: Option<usize>,
-    /// Confidence above which a pixel is nucleus (default: model.json's).
-    #[arg(long)]
-    pub threshold: Option<f64>,
+    #[command(flatten)]
+    pub run: RunOverrides,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -62,8 +55,7 @@ pub fn run(
     show_progress: bool,
     cancel: &CancelToken,
 ) -> anyhow::Result<EvalReport> {
-    let device = args.device.resolve()?;
-    let predictor = Predictor::from_run(&args.model, device, args.channel, args.threshold)?;
+    let predictor = args.run.load(&args.model, args.run.device.resolve()?)?;
     let set = LabeledFolder::open(&args.data)?.labeled()?;
     let images = score_set(&predictor, &set, show_progress, cancel)?;
     let mean = |pick: fn(&ImageScores) -> &Scores| Scores::mean(images.iter().map(pick));

@@ -6,7 +6,7 @@ use crate::pipeline::CancelToken;
 use crate::segment::SegmentSummary;
 use crate::segment::{segment_slide, Geometry, Predictor, SegmentError, SegmentOptions};
 use crate::slide::{open_with, OpenOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Luma threshold of `--baseline threshold` without `:T`: the best global cut on the 30
@@ -61,6 +61,28 @@ fn parse_target_mpp(text: &str) -> Result<TargetMpp, String> {
 
 /// How slides are segmented: the model (or baseline) and every setting that shapes the
 /// mask. Shared by `segment` (one slide) and `cohort` (many).
+/// How a trained run is applied: where, and which of model.json's choices to override.
+/// Shared by every command that loads a RUN_DIR.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunOverrides {
+    /// Where the network runs.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Output channel used as the nuclei mask (default: the one model.json chose).
+    #[arg(long)]
+    pub channel: Option<usize>,
+    /// Confidence above which a pixel is nucleus (default: model.json's, normally 0.5).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+}
+
+impl RunOverrides {
+    /// Loads `run_dir` on `device` with these overrides.
+    pub fn load(&self, run_dir: &Path, device: tch::Device) -> Result<Predictor, SegmentError> {
+        Predictor::from_run(run_dir, device, self.channel, self.threshold)
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// RUN_DIR written by `train` (model.json + model.safetensors).
@@ -79,15 +101,8 @@ pub struct ModelArgs {
     /// Tiles per forward pass (default: 1 on CPU, 8 on CUDA).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Where the network runs.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// Output channel used as the nuclei mask (default: the one model.json chose).
-    #[arg(long)]
-    pub channel: Option<usize>,
-    /// Confidence above which a pixel is nucleus (default: model.json's, normally 0.5).
-    #[arg(long)]
-    pub threshold: Option<f64>,
+    #[command(flatten)]
+    pub run: RunOverrides,
     /// Slide level to segment and write the mask at (0 = full resolution).
     #[arg(long, default_value_t = 0, conflicts_with = "target_mpp")]
     pub level: usize,
@@ -145,12 +160,10 @@ impl ModelArgs {
 
     /// Loads the model (or builds the baseline) on the chosen device.
     pub fn predictor(&self) -> Result<Predictor, anyhow::Error> {
-        let device = self.device.resolve()?;
+        let device = self.run.device.resolve()?;
         Ok(match (&self.model, self.baseline) {
             (_, Some(Baseline::Threshold(t))) => Predictor::threshold_baseline(t)?,
-            (Some(run_dir), None) => {
-                Predictor::from_run(run_dir, device, self.channel, self.threshold)?
-            }
+            (Some(run_dir), None) => self.run.load(run_dir, device)?,
             (None, None) => {
                 return Err(SegmentError::InvalidOption(
                     "give a model: --model RUN_DIR or --baseline threshold".to_owned(),

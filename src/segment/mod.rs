@@ -518,7 +518,7 @@ impl PostProcessing {
 }
 
 fn write_png(path: &Path, picture: &RgbRegion) -> Result<(), SegmentError> {
-    crate::commands::write_atomically(path, |partial| {
+    write_sidecar(path, |partial| {
         image::save_buffer_with_format(
             partial,
             &picture.pixels,
@@ -529,18 +529,21 @@ fn write_png(path: &Path, picture: &RgbRegion) -> Result<(), SegmentError> {
         )?;
         Ok(())
     })
-    .map_err(|error| SegmentError::Write {
-        path: path.to_path_buf(),
-        message: format!("{error:#}"),
-    })
 }
 
 fn write_summary(path: &Path, summary: &SegmentSummary) -> Result<(), SegmentError> {
-    crate::commands::write_atomically(path, |partial| {
+    write_sidecar(path, |partial| {
         std::fs::write(partial, serde_json::to_vec_pretty(summary)?)?;
         Ok(())
     })
-    .map_err(|error| SegmentError::Write {
+}
+
+/// Writes a file next to the mask atomically, naming it in the error.
+fn write_sidecar(
+    path: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> Result<(), SegmentError> {
+    crate::commands::write_atomically(path, write).map_err(|error| SegmentError::Write {
         path: path.to_path_buf(),
         message: format!("{error:#}"),
     })
