@@ -137,6 +137,7 @@ fn untrained_run(data: &Path) -> PathBuf {
         train_mpp: Some(0.25),
         selection: None,
         hematoxylin_agreement: Vec::new(),
+        width: None,
     };
     save_run(&run, Some(&vs), &card).unwrap();
     run

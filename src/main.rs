@@ -13,6 +13,7 @@ use slidestream::slide::tissue::TissueParams;
 use slidestream::slide::SlideError;
 use slidestream::train::crop_stream::CropStreamError;
 use slidestream::train::DataError;
+use slidestream::train::TrainError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -88,7 +89,8 @@ enum Command {
         json: bool,
     },
     /// Train a nuclei segmentation model: label-free contrastive (default), supervised or
-    /// threshold baseline, from an image folder or a stream of tissue crops from slides.
+    /// threshold baseline, from an image folder or a stream of tissue crops from slides; or
+    /// semi-supervised from a few labels (--method cdcl --labeled-fraction 1/8).
     Train {
         #[command(flatten)]
         args: train::TrainArgs,
@@ -143,6 +145,9 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         || error.downcast_ref::<ModelError>().is_some()
         || error.downcast_ref::<RunError>().is_some()
         || error.downcast_ref::<clap::Error>().is_some()
+        || error
+            .downcast_ref::<TrainError>()
+            .is_some_and(TrainError::is_bad_input)
         || error
             .downcast_ref::<CohortError>()
             .is_some_and(CohortError::is_bad_input)

@@ -151,7 +151,7 @@ impl Sum for Confusion {
 }
 
 /// The scores of one [`Confusion`], or their mean over several images.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Scores {
     pub dice: f64,
     pub iou: f64,

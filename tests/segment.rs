@@ -5,7 +5,7 @@ mod common;
 
 use common::{binary, interrupt_after_log, json_output};
 use slidestream::model::{
-    save_run, Architecture, ConfidenceNet, InputNormalisation, Method, ModelCard,
+    save_run, Architecture, ConfidenceNet, InputNormalisation, Method, ModelCard, UNet,
 };
 use slidestream::pipeline::{CancelToken, PipelineError};
 use slidestream::segment::{
@@ -28,13 +28,20 @@ fn synthetic_png(dir: &Path, width: u64, height: u64, seed: u64) -> PathBuf {
     image
 }
 
+/// Which untrained network [`median_split_model`] saves.
+#[derive(Clone, Copy)]
+enum Net {
+    Confidence,
+    /// The UNet of semi-supervised training, width 4.
+    Unet,
+}
+
 /// An untrained network whose threshold splits `image`'s confidences at their median, so
 /// about half the pixels are foreground and many sit near the decision boundary: the
 /// hardest case for exact seams.
-fn median_split_model(dir: &Path, image: &Path) -> PathBuf {
+fn median_split_model(dir: &Path, image: &Path, net: Net) -> PathBuf {
     tch::manual_seed(11);
     let vs = nn::VarStore::new(Device::Cpu);
-    let net = ConfidenceNet::new(&vs.root(), 2, 0.05);
     let rgb = image::open(image).unwrap().to_rgb8();
     let (w, h) = rgb.dimensions();
     let input = Tensor::from_slice(rgb.as_raw())
@@ -42,16 +49,33 @@ fn median_split_model(dir: &Path, image: &Path) -> PathBuf {
         .permute([0, 3, 1, 2])
         .to_kind(Kind::Float)
         / 255.0;
-    let confidence = tch::no_grad(|| net.forward_t(&input, false)).select(1, 1);
-    let threshold = confidence.median().double_value(&[]);
+    let (confidence, architecture, input_normalisation, width) = match net {
+        Net::Confidence => {
+            let net = ConfidenceNet::new(&vs.root(), 2, 0.05);
+            let confidence = tch::no_grad(|| net.forward_t(&input, false));
+            let normalisation = InputNormalisation::Epsilon { epsilon: 0.05 };
+            (confidence, Architecture::ConfidenceNet, normalisation, None)
+        }
+        Net::Unet => {
+            let net = UNet::new(&vs.root(), 4);
+            let probabilities = tch::no_grad(|| net.probabilities(&input));
+            (
+                probabilities,
+                Architecture::Unet,
+                InputNormalisation::Unit,
+                Some(4),
+            )
+        }
+    };
+    let threshold = confidence.select(1, 1).median().double_value(&[]);
     let run = dir.join("run");
     let card = ModelCard {
-        architecture: Architecture::ConfidenceNet,
+        architecture,
         method: Method::Contrastive,
         channels: 2,
         channel: 1,
         threshold,
-        input_normalisation: InputNormalisation::Epsilon { epsilon: 0.05 },
+        input_normalisation,
         epoch: Some(0),
         val_dice: vec![],
         seed: 11,
@@ -60,6 +84,7 @@ fn median_split_model(dir: &Path, image: &Path) -> PathBuf {
         train_mpp: Some(0.25),
         selection: None,
         hematoxylin_agreement: Vec::new(),
+        width,
     };
     save_run(&run, Some(&vs), &card).unwrap();
     run
@@ -108,7 +133,7 @@ fn tiled_masks_equal_the_whole_image_mask_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     for (width, height, tiles) in [(1000, 1000, vec![128, 256]), (333, 517, vec![100])] {
         let image = synthetic_png(dir.path(), width, height, 5);
-        let run = median_split_model(dir.path(), &image);
+        let run = median_split_model(dir.path(), &image, Net::Confidence);
         let predictor = Arc::new(Predictor::from_run(&run, Device::Cpu, None, None).unwrap());
         let whole_tile = width.max(height) as u32;
         let whole_path = dir.path().join("whole.tif");
@@ -138,7 +163,7 @@ fn tiled_masks_equal_the_whole_image_mask_bit_for_bit() {
 fn raw_tiles_are_seam_free_too() {
     let dir = tempfile::tempdir().unwrap();
     let image = synthetic_png(dir.path(), 300, 260, 9);
-    let run = median_split_model(dir.path(), &image);
+    let run = median_split_model(dir.path(), &image, Net::Confidence);
     let predictor = Arc::new(Predictor::from_run(&run, Device::Cpu, None, None).unwrap());
     let raw = |tile| SegmentOptions {
         postprocess: false,
@@ -149,6 +174,48 @@ fn raw_tiles_are_seam_free_too() {
     segment(&image, &predictor, &b, &raw(64)).unwrap();
     assert_eq!(whole.settings.halo, slidestream::model::RECEPTIVE_RADIUS);
     assert_eq!(read_mask(&a).2, read_mask(&b).2);
+}
+
+/// The UNet's poolings make it shift-equivariant only by multiples of 8 px: reads start on
+/// them (the halo is rounded up), so its tiled masks equal the whole image's too, and tiles
+/// of other sides are refused.
+#[test]
+fn unet_masks_are_seam_free_on_aligned_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = synthetic_png(dir.path(), 333, 517, 6);
+    let run = median_split_model(dir.path(), &image, Net::Unet);
+    let predictor = Arc::new(Predictor::from_run(&run, Device::Cpu, None, None).unwrap());
+    let (whole_path, tiled_path) = (dir.path().join("whole.tif"), dir.path().join("tiled.tif"));
+    // Raw masks: the disk-3 opening would erase the untrained net's fine-grained output.
+    let raw = |tile| SegmentOptions {
+        postprocess: false,
+        ..options(tile, 3)
+    };
+    let whole = segment(&image, &predictor, &whole_path, &raw(520)).unwrap();
+    assert_eq!(
+        whole.settings.halo, 64,
+        "a 58 px radius, rounded up to a multiple of 8"
+    );
+    segment(&image, &predictor, &tiled_path, &raw(96)).unwrap();
+    let (whole, tiled) = (read_mask(&whole_path).2, read_mask(&tiled_path).2);
+    let fraction = whole.iter().filter(|&&v| v == 255).count() as f64 / whole.len() as f64;
+    assert!(
+        (0.1..0.9).contains(&fraction),
+        "a degenerate mask proves nothing: {fraction}"
+    );
+    let differing = whole.iter().zip(&tiled).filter(|(a, b)| a != b).count();
+    assert_eq!(
+        differing, 0,
+        "pixels differ between tiles of 96 and the whole image"
+    );
+    let error = segment(
+        &image,
+        &predictor,
+        &dir.path().join("odd.tif"),
+        &options(100, 1),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("--tile 100"), "{error}");
 }
 
 #[test]
@@ -355,7 +422,11 @@ fn a_cancelled_run_leaves_no_file_under_any_final_name() {
 fn ctrl_c_during_segment_exits_130_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let image = synthetic_png(dir.path(), 2500, 2500, 3);
-    let run = median_split_model(dir.path(), &synthetic_png(dir.path(), 200, 200, 4));
+    let run = median_split_model(
+        dir.path(),
+        &synthetic_png(dir.path(), 200, 200, 4),
+        Net::Confidence,
+    );
     let out = dir.path().join("out.tif");
     let code = interrupt_after_log(
         binary()
@@ -381,7 +452,7 @@ fn ctrl_c_during_segment_exits_130_and_leaves_nothing() {
 fn bad_models_and_channels_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let image = synthetic_png(dir.path(), 120, 100, 1);
-    let run = median_split_model(dir.path(), &image);
+    let run = median_split_model(dir.path(), &image, Net::Confidence);
     let out = dir.path().join("m.tif");
     let segment_with = |extra: &[&str], model: &Path| {
         binary()

@@ -25,6 +25,7 @@ fn card(channels: usize, channel: usize) -> ModelCard {
         train_mpp: Some(0.25),
         selection: None,
         hematoxylin_agreement: Vec::new(),
+        width: None,
     }
 }
 

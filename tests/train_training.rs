@@ -193,7 +193,14 @@ fn seeds_write_subfolders_and_summary() {
         max_steps: Some(1),
         ..small(Method::Contrastive)
     };
-    let summary = train_seeds(&config, 3, &data, Some(&val), dir.path(), &mut |_, _| {}).unwrap();
+    let summary = train_seeds(config.seed, 3, dir.path(), &mut |seed, run_dir| {
+        let config = TrainConfig {
+            seed,
+            ..config.clone()
+        };
+        train(&config, &data, Some(&val), run_dir, &mut |_| {})
+    })
+    .unwrap();
     assert_eq!(
         summary.runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
         [5, 6, 7]

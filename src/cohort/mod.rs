@@ -174,7 +174,7 @@ impl Segmenter {
         };
         Settings {
             tile: self.options.tile,
-            halo: self.predictor.receptive_radius() + reach,
+            halo: self.predictor.halo(reach),
             batch: self.options.batch,
             postprocess: self.options.postprocess,
             all_tiles: self.options.all_tiles,

@@ -5,11 +5,12 @@
 use crate::device::DeviceChoice;
 use crate::model::Method;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
+use crate::train::cdcl::{semi_schedule, train_semi, LabeledTiles, SemiConfig};
 use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
 use crate::train::slide_source::SlideCrops;
 use crate::train::{
     train, train_seeds, Batch, CropSource, DataError, LabeledFolder, LabeledSet, Progress,
-    SamplerKind, Similarity, TrainConfig, PROBE_CROPS,
+    SamplerKind, Similarity, TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
 };
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -34,12 +35,17 @@ pub struct TrainArgs {
     /// Run directory to create (model.safetensors, model.json, metrics.csv, curves.png).
     #[arg(long)]
     pub out: PathBuf,
-    /// contrastive = label-free (paper), supervised = BCE on masks, threshold = best gray cut.
+    /// contrastive = label-free (seed 000), supervised = BCE on masks (or, with
+    /// --labeled-fraction, SupOnly: the CDCL network on the labeled sub-images alone),
+    /// threshold = best gray cut, cdcl = semi-supervised mean teacher with cross-patch dense
+    /// contrastive learning (seed 003).
     #[arg(long, value_enum, default_value = "contrastive")]
     pub method: Method,
-    /// Epochs; an epoch is one crop per training image (or --epoch-crops for slides).
-    #[arg(long, default_value_t = 300)]
-    pub epochs: usize,
+    /// Epochs [default: 300; 80 for cdcl/SupOnly]. An epoch is one crop per training image
+    /// (or --epoch-crops for slides); for cdcl/SupOnly one pass over the sub-images as
+    /// unlabeled data (or --epoch-steps).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Stop after this many optimizer steps, whatever --epochs says.
     #[arg(long)]
     pub max_steps: Option<usize>,
@@ -61,12 +67,13 @@ pub struct TrainArgs {
     /// Output channels K of the confidence network.
     #[arg(long, default_value_t = 4)]
     pub channels: usize,
-    /// Side of the square random training crops, in pixels.
-    #[arg(long, default_value_t = 300)]
-    pub crop: u32,
-    /// Crops per optimizer step.
-    #[arg(long, default_value_t = 10)]
-    pub batch: usize,
+    /// Side of the square training crops in pixels [default: 300; 192 for cdcl/SupOnly,
+    /// a multiple of 64].
+    #[arg(long)]
+    pub crop: Option<u32>,
+    /// Crops per optimizer step [default: 10; 8 labeled for cdcl/SupOnly].
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Patches sampled per image and channel.
     #[arg(long, default_value_t = 10)]
     pub patches: usize,
@@ -76,12 +83,42 @@ pub struct TrainArgs {
     /// Stride between candidate patches.
     #[arg(long, default_value_t = 20)]
     pub stride: u32,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f64,
-    /// Adam weight decay.
+    /// Adam learning rate [default: 2e-4; 1e-4 with poly decay for cdcl/SupOnly].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Adam weight decay (contrastive and supervised confidence network).
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
+    /// cdcl/SupOnly: share of the labeled sub-images whose masks are used: 1/32, 1/16, 1/8,
+    /// 0.25, 10% ... [default for cdcl: 1/8]. The rest serve as unlabeled data.
+    #[arg(long, value_parser = crate::train::cdcl::parse_fraction)]
+    pub labeled_fraction: Option<f64>,
+    /// cdcl/SupOnly: seed of the choice of labeled sub-images (kept fixed across --seeds).
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// cdcl/SupOnly: side of the sub-images the labeled images are cut into.
+    #[arg(long, default_value_t = 250)]
+    pub tile: u32,
+    /// cdcl/SupOnly: width w of the UNet (8: 121k parameters, 16: 4× that).
+    #[arg(long, default_value_t = crate::model::DEFAULT_UNET_WIDTH as usize)]
+    pub width: usize,
+    /// cdcl: unlabeled crops per optimizer step.
+    #[arg(long, default_value_t = 8)]
+    pub unlabeled_batch: usize,
+    /// cdcl: epochs of labeled-only training before the unsupervised branch starts.
+    #[arg(long, default_value_t = 5)]
+    pub semi_start: usize,
+    /// cdcl: EMA decay α of the teacher (0.999 suits the paper's ~4000 steps; short runs
+    /// want a shorter memory, e.g. 0.99 for ~1500 steps).
+    #[arg(long, default_value_t = 0.999)]
+    pub ema: f64,
+    /// cdcl/SupOnly: optimizer steps per epoch (validation and checkpoints happen per epoch).
+    #[arg(long)]
+    pub epoch_steps: Option<usize>,
+    /// cdcl: whole slides (files, folders, quoted globs) whose tissue crops replace the
+    /// folder's images as unlabeled data.
+    #[arg(long, num_args = 1..)]
+    pub unlabeled: Vec<String>,
     /// Slides only: crops that make one epoch.
     #[arg(long, default_value_t = 300)]
     pub epoch_crops: usize,
@@ -91,25 +128,71 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// Semi-supervised (cdcl, or supervised with a labeled fraction).
+    fn is_semi(&self) -> bool {
+        self.method == Method::Cdcl
+            || (self.method == Method::Supervised && self.labeled_fraction.is_some())
+    }
+
     fn config(&self) -> anyhow::Result<TrainConfig> {
+        let defaults = TrainConfig::default();
         Ok(TrainConfig {
             method: self.method,
-            epochs: self.epochs,
+            epochs: self.epochs.unwrap_or(defaults.epochs),
             max_steps: self.max_steps,
             seed: self.seed,
             device: self.device.resolve()?,
             similarity: self.similarity,
             sampler: self.sampler,
             channels: self.channels,
-            crop: self.crop,
-            batch: self.batch,
+            crop: self.crop.unwrap_or(defaults.crop),
+            batch: self.batch.unwrap_or(defaults.batch),
             patches: self.patches,
             patch_size: self.patch_size,
             stride: self.stride,
-            lr: self.lr,
+            lr: self.lr.unwrap_or(defaults.lr),
             weight_decay: self.weight_decay,
-            ..TrainConfig::default()
+            ..defaults
         })
+    }
+
+    fn semi_config(&self) -> anyhow::Result<SemiConfig> {
+        let defaults = SemiConfig::default();
+        Ok(SemiConfig {
+            unsupervised: self.method == Method::Cdcl,
+            labeled_fraction: self.labeled_fraction.unwrap_or(defaults.labeled_fraction),
+            split_seed: self.split_seed,
+            tile: self.tile,
+            crop: self.crop.unwrap_or(defaults.crop),
+            labeled_batch: self.batch.unwrap_or(defaults.labeled_batch),
+            unlabeled_batch: self.unlabeled_batch,
+            width: self.width,
+            epochs: self.epochs.unwrap_or(defaults.epochs),
+            epoch_steps: self.epoch_steps,
+            max_steps: self.max_steps,
+            semi_start: self.semi_start,
+            ema: self.ema,
+            lr: self.lr.unwrap_or(defaults.lr),
+            seed: self.seed,
+            device: self.device.resolve()?,
+            ..defaults
+        })
+    }
+
+    /// Flags that only one family of methods reads, given to the other: say so rather
+    /// than ignore them.
+    fn check_method_flags(&self) -> anyhow::Result<()> {
+        let wrong = |message: String| Err(TrainError::Config(message).into());
+        if self.labeled_fraction.is_some() && !self.is_semi() {
+            return wrong(format!(
+                "--labeled-fraction is for --method cdcl or supervised (SupOnly), not {:?}",
+                self.method
+            ));
+        }
+        if !self.unlabeled.is_empty() && self.method != Method::Cdcl {
+            return wrong("--unlabeled adds unlabeled slides to --method cdcl only".into());
+        }
+        Ok(())
     }
 }
 
@@ -195,14 +278,150 @@ impl CropSource for Interruptible<'_> {
     }
 }
 
+/// Starts the crop stream over the slides named by `inputs`: `count` random `crop`-px tissue
+/// crops, `epoch_crops` to an epoch.
+fn slide_crops(
+    inputs: &[String],
+    args: &TrainArgs,
+    crop: u32,
+    count: usize,
+    cancel: &CancelToken,
+) -> anyhow::Result<SlideCrops> {
+    let paths = slide_paths(inputs)?;
+    let sampler = CropSampler::new(&paths, crop, args.min_tissue)?;
+    let used = sampler.usage.iter().filter(|u| u.skipped.is_none()).count();
+    let mpp = sampler.mpp();
+    let stream_config = CropStreamConfig {
+        crop,
+        min_tissue: args.min_tissue,
+        seed: args.seed,
+        ..CropStreamConfig::default()
+    };
+    let stream = CropStream::start(Arc::new(sampler), count as u64, &stream_config, cancel);
+    let description = format!(
+        "{used} of {} slides, random {crop}px tissue crops",
+        paths.len()
+    );
+    Ok(SlideCrops::new(
+        stream,
+        args.epoch_crops,
+        crop,
+        description,
+        mpp,
+    ))
+}
+
+/// Writes the crop stream's report (queue occupancy, trainer wait) into the run directory.
+fn write_stream_report(slides: Option<SlideCrops>, out: &Path) -> anyhow::Result<()> {
+    if let Some(report) = slides.and_then(SlideCrops::finish) {
+        tracing::info!(
+            trainer_wait_s = report.trainer_wait_secs,
+            mean_queue = report.mean_queue,
+            capacity = report.queue_capacity,
+            rejected = report.rejected_draws,
+            "crop stream"
+        );
+        let file = std::fs::File::create(out.join("crop_stream.json"))?;
+        serde_json::to_writer_pretty(file, &report)?;
+    }
+    Ok(())
+}
+
+/// One training run: (seed, run directory, progress callback) → summary.
+type RunOne<'a> =
+    dyn FnMut(u64, &Path, &mut dyn FnMut(Progress<'_>)) -> Result<TrainSummary, TrainError> + 'a;
+
+/// Runs `args.seeds` runs of `run_one` (`steps_per_run` optimizer steps each) under a
+/// progress bar and prints what was selected.
+fn train_and_report(
+    args: &TrainArgs,
+    steps_per_run: usize,
+    show_progress: bool,
+    cancel: &CancelToken,
+    run_one: &mut RunOne<'_>,
+) -> anyhow::Result<()> {
+    let bar = progress_bar(
+        "train steps",
+        Some((steps_per_run * args.seeds) as u64),
+        !show_progress,
+    );
+    let mut best = 0.0_f64;
+    let mut on_progress = |p: Progress<'_>| match p {
+        Progress::Step { .. } => bar.inc(1),
+        Progress::Epoch(m) => {
+            best = m.val_dice.iter().copied().fold(best, f64::max);
+            bar.set_message(format!(
+                "epoch {} loss {} best Dice {best:.3}",
+                m.epoch,
+                m.loss.map_or("-".into(), |l| format!("{l:.4}"))
+            ));
+            tracing::info!(epoch = m.epoch, loss = ?m.loss, dice = ?m.val_dice, skipped = m.skipped_steps, "epoch done");
+        }
+    };
+    let interrupted = |e: TrainError| -> anyhow::Error {
+        if cancel.is_cancelled() {
+            tracing::warn!(
+                run = %args.out.display(),
+                "training interrupted; the run keeps the best checkpoint so far"
+            );
+            PipelineError::Cancelled.into()
+        } else {
+            e.into()
+        }
+    };
+    if args.seeds > 1 {
+        let summary = train_seeds(args.seed, args.seeds, &args.out, &mut |seed, dir| {
+            run_one(seed, dir, &mut on_progress)
+        })
+        .map_err(interrupted)?;
+        bar.finish_and_clear();
+        println!(
+            "{} runs: best Dice max {:.4}, p80 {:.4}, mean {:.4} ± {:.4}; selected {}",
+            summary.runs.len(),
+            summary.max.unwrap_or(f64::NAN),
+            summary.p80.unwrap_or(f64::NAN),
+            summary.mean.unwrap_or(f64::NAN),
+            summary.sd.unwrap_or(f64::NAN),
+            summary
+                .selected_run_dir
+                .as_deref()
+                .map_or("-".into(), |p| p.display().to_string())
+        );
+        return Ok(());
+    }
+    let summary = run_one(args.seed, &args.out, &mut on_progress).map_err(interrupted)?;
+    bar.finish_and_clear();
+    match summary.best {
+        Some(b) => println!(
+            "best validation Dice {:.4} (epoch {}, channel {}); {} steps ({} skipped) in {:.1}s; model in {}",
+            b.dice, b.epoch.map_or("-".into(), |e| e.to_string()), b.channel, summary.steps, summary.skipped_steps, summary.elapsed_s, args.out.display()
+        ),
+        None => println!("{} steps in {:.1}s; model in {}", summary.steps, summary.elapsed_s, args.out.display()),
+    }
+    if let Some(choice) = summary.label_free {
+        let val = choice
+            .val_dice
+            .map_or(String::new(), |d| format!("; its validation Dice {d:.4}"));
+        println!(
+            "label-free choice: epoch {}, channel {} (hematoxylin agreement {:.4}{val})",
+            choice.epoch, choice.channel, choice.agreement
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyhow::Result<()> {
-    let config = args.config()?;
+    args.check_method_flags()?;
     if args.out.join("model.json").exists() {
         bail!(
             "{}: already holds a trained model; choose a new --out or delete it",
             args.out.display()
         );
     }
+    if args.is_semi() {
+        return run_semi(args, show_progress, cancel);
+    }
+    let config = args.config()?;
     let folder = is_image_folder(&args.data)
         .map(LabeledFolder::open)
         .transpose()?;
@@ -220,38 +439,19 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
     }
     let crops_per_run = config
         .max_steps
-        .map_or(args.epochs * args.epoch_crops, |steps| {
-            (steps * args.batch).min(args.epochs * args.epoch_crops)
+        .map_or(config.epochs * args.epoch_crops, |steps| {
+            (steps * config.batch).min(config.epochs * args.epoch_crops)
         })
         + args.epoch_crops.min(PROBE_CROPS);
     let slides = match folder {
         Some(_) => None,
-        None => {
-            let paths = slide_paths(&args.data)?;
-            let sampler = CropSampler::new(&paths, args.crop, args.min_tissue)?;
-            let used = sampler.usage.iter().filter(|u| u.skipped.is_none()).count();
-            let mpp = sampler.mpp();
-            let stream_config = CropStreamConfig {
-                crop: args.crop,
-                min_tissue: args.min_tissue,
-                seed: args.seed,
-                ..CropStreamConfig::default()
-            };
-            let count = (crops_per_run * args.seeds) as u64;
-            let stream = CropStream::start(Arc::new(sampler), count, &stream_config, cancel);
-            let description = format!(
-                "{used} of {} slides, random {}px tissue crops",
-                paths.len(),
-                args.crop
-            );
-            Some(SlideCrops::new(
-                stream,
-                args.epoch_crops,
-                args.crop,
-                description,
-                mpp,
-            ))
-        }
+        None => Some(slide_crops(
+            &args.data,
+            args,
+            config.crop,
+            crops_per_run * args.seeds,
+            cancel,
+        )?),
     };
     let source: &dyn CropSource = match (&folder, &slides) {
         (Some(f), _) => f,
@@ -264,88 +464,104 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let steps_per_epoch = data.epoch_len().div_ceil(config.batch);
+    let steps = config
+        .max_steps
+        .unwrap_or(config.epochs * steps_per_epoch)
+        .min(config.epochs * steps_per_epoch);
+    train_and_report(
+        args,
+        steps,
+        show_progress,
+        cancel,
+        &mut |seed, dir, progress| {
+            let config = TrainConfig {
+                seed,
+                ..config.clone()
+            };
+            train(&config, data, val.as_ref(), dir, progress)
+        },
+    )?;
+    write_stream_report(slides, &args.out)
+}
 
-    let steps_per_epoch = data.epoch_len().div_ceil(args.batch);
-    let total_steps = config.max_steps.unwrap_or(args.epochs * steps_per_epoch) * args.seeds;
-    let bar = progress_bar("train steps", Some(total_steps as u64), !show_progress);
-    let mut best = 0.0_f64;
-    let mut on_progress = |p: Progress<'_>| match p {
-        Progress::Step { .. } => bar.inc(1),
-        Progress::Epoch(m) => {
-            best = m.val_dice.iter().copied().fold(best, f64::max);
-            bar.set_message(format!(
-                "epoch {} loss {} best Dice {best:.3}",
-                m.epoch,
-                m.loss.map_or("-".into(), |l| format!("{l:.4}"))
-            ));
-            tracing::info!(epoch = m.epoch, loss = ?m.loss, dice = ?m.val_dice, skipped = m.skipped_steps, "epoch done");
-        }
+/// `--method cdcl`, or `--method supervised --labeled-fraction F` (SupOnly).
+fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyhow::Result<()> {
+    let config = args.semi_config()?;
+    let Some(root) = is_image_folder(&args.data) else {
+        return Err(TrainError::Config(format!(
+            "--method {:?} needs a labeled image folder as --data (DIR/images/*.tif|png with \
+             DIR/masks/*.png); add whole slides as extra unlabeled data with --unlabeled",
+            args.method
+        ))
+        .into());
     };
-    let interrupted = |e: crate::train::TrainError| -> anyhow::Error {
-        if cancel.is_cancelled() {
-            tracing::warn!(
-                run = %args.out.display(),
-                "training interrupted; the run keeps the best checkpoint so far"
-            );
-            PipelineError::Cancelled.into()
-        } else {
-            e.into()
-        }
+    let folder = LabeledFolder::open(root)?;
+    let val: Option<LabeledSet> = args
+        .val
+        .as_deref()
+        .map(|dir| LabeledFolder::open(dir)?.labeled())
+        .transpose()?;
+    if val.is_none() {
+        tracing::warn!(
+            "no --val folder: the last epoch is kept (the training masks are not used for \
+             selection, most of them are meant to be unknown)"
+        );
+    }
+    let split = LabeledTiles::choose(
+        &folder,
+        config.tile,
+        config.labeled_fraction,
+        config.split_seed,
+    )?;
+    let (epoch_steps, steps) = semi_schedule(&config, split.pool);
+    tracing::info!(
+        labeled = split.len(),
+        sub_images = split.pool,
+        epoch_steps,
+        steps,
+        "semi-supervised split"
+    );
+    let slides = match args.unlabeled.as_slice() {
+        [] => None,
+        inputs => Some(slide_crops(
+            inputs,
+            args,
+            config.tile,
+            steps * config.unlabeled_batch * args.seeds,
+            cancel,
+        )?),
     };
-    if args.seeds > 1 {
-        let summary = train_seeds(
-            &config,
-            args.seeds,
-            data,
-            val.as_ref(),
-            &args.out,
-            &mut |_, p| on_progress(p),
-        )
-        .map_err(interrupted)?;
-        bar.finish_and_clear();
-        println!(
-            "{} runs: best Dice max {:.4}, p80 {:.4}, mean {:.4} ± {:.4}; selected {}",
-            summary.runs.len(),
-            summary.max.unwrap_or(f64::NAN),
-            summary.p80.unwrap_or(f64::NAN),
-            summary.mean.unwrap_or(f64::NAN),
-            summary.sd.unwrap_or(f64::NAN),
-            summary
-                .selected_run_dir
-                .as_deref()
-                .map_or("-".into(), |p| p.display().to_string())
-        );
-    } else {
-        let summary =
-            train(&config, data, val.as_ref(), &args.out, &mut on_progress).map_err(interrupted)?;
-        bar.finish_and_clear();
-        match summary.best {
-            Some(b) => println!(
-                "best validation Dice {:.4} (epoch {}, channel {}); {} steps ({} skipped) in {:.1}s; model in {}",
-                b.dice, b.epoch.map_or("-".into(), |e| e.to_string()), b.channel, summary.steps, summary.skipped_steps, summary.elapsed_s, args.out.display()
-            ),
-            None => println!("{} steps in {:.1}s; model in {}", summary.steps, summary.elapsed_s, args.out.display()),
-        }
-        if let Some(choice) = summary.label_free {
-            let val = choice
-                .val_dice
-                .map_or(String::new(), |d| format!("; its validation Dice {d:.4}"));
-            println!(
-                "label-free choice: epoch {}, channel {} (hematoxylin agreement {:.4}{val})",
-                choice.epoch, choice.channel, choice.agreement
-            );
-        }
-    }
-    if let Some(report) = slides.and_then(SlideCrops::finish) {
-        tracing::info!(
-            trainer_wait_s = report.trainer_wait_secs,
-            mean_queue = report.mean_queue,
-            capacity = report.queue_capacity,
-            rejected = report.rejected_draws,
-            "crop stream"
-        );
-        let file = std::fs::File::create(args.out.join("crop_stream.json"))?;
-        serde_json::to_writer_pretty(file, &report)?;
-    }
-    Ok(())
+    let unlabeled: &dyn CropSource = match &slides {
+        Some(s) => s,
+        None => &folder,
+    };
+    let unlabeled = &Interruptible {
+        data: unlabeled,
+        cancel,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    train_and_report(
+        args,
+        steps,
+        show_progress,
+        cancel,
+        &mut |seed, dir, progress| {
+            let config = SemiConfig {
+                seed,
+                ..config.clone()
+            };
+            train_semi(
+                &config,
+                &folder,
+                Some(unlabeled),
+                val.as_ref(),
+                dir,
+                &|| cancel.is_cancelled(),
+                progress,
+            )
+        },
+    )?;
+    write_stream_report(slides, &args.out)
 }

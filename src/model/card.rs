@@ -17,6 +17,8 @@ pub enum Method {
     Supervised,
     /// Optimal global grayscale threshold (the paper's simplest baseline).
     Threshold,
+    /// Semi-supervised cross-patch dense contrastive learning with a mean teacher (seed 003).
+    Cdcl,
 }
 
 /// What model `model.json` describes and hence how foreground is decided.
@@ -27,6 +29,9 @@ pub enum Architecture {
     ConfidenceNet,
     /// No weights; foreground = luma < `threshold`.
     GrayThreshold,
+    /// [`crate::model::UNet`] of `width`; foreground = softmax probability of `channel`
+    /// (1 = nucleus) > `threshold`.
+    Unet,
 }
 
 /// Mapping from RGB in [0,1] to what the model sees.
@@ -37,6 +42,8 @@ pub enum InputNormalisation {
     Epsilon { epsilon: f64 },
     /// ITU-R 601 luma 0.299R+0.587G+0.114B, rounded to 8 bits and divided by 255 (as PIL's "L").
     Luma,
+    /// RGB in [0,1] as is (the network's first BatchNorm does the scaling).
+    Unit,
 }
 
 /// How the saved (epoch, channel) was chosen.
@@ -80,4 +87,7 @@ pub struct ModelCard {
     /// Label-free hematoxylin agreement per channel at that epoch (empty if not measured).
     #[serde(default)]
     pub hematoxylin_agreement: Vec<f64>,
+    /// Width w of a [`Architecture::Unet`] (absent for other architectures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<usize>,
 }

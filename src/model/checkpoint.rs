@@ -8,6 +8,7 @@ use tch::{Device, Tensor};
 
 use super::card::{Architecture, InputNormalisation, ModelCard, MODEL_CARD_FILE, WEIGHTS_FILE};
 use super::network::{luma, ConfidenceNet, RECEPTIVE_RADIUS};
+use super::unet::{UNet, DEFAULT_UNET_WIDTH, UNET_ALIGN, UNET_RECEPTIVE_RADIUS};
 
 /// Failures reading or writing a run directory; each names the offending file.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,11 @@ pub enum LoadedModel {
         /// Boxed: the layers are large next to the weightless variant.
         net: Box<ConfidenceNet>,
     },
+    Unet {
+        /// Owns the weights of `net`.
+        vs: nn::VarStore,
+        net: Box<UNet>,
+    },
     GrayThreshold,
 }
 
@@ -70,7 +76,17 @@ impl LoadedModel {
     pub fn receptive_radius(&self) -> u32 {
         match self {
             Self::Network { .. } => RECEPTIVE_RADIUS,
+            Self::Unet { .. } => UNET_RECEPTIVE_RADIUS,
             Self::GrayThreshold => 0,
+        }
+    }
+
+    /// Inputs must start at multiples of this in the image (and have sides that are
+    /// multiples of it) for tiled predictions to equal whole-image ones.
+    pub fn alignment(&self) -> u32 {
+        match self {
+            Self::Unet { .. } => UNET_ALIGN,
+            Self::Network { .. } | Self::GrayThreshold => 1,
         }
     }
 
@@ -79,6 +95,11 @@ impl LoadedModel {
         match self {
             Self::Network { net, .. } => tch::no_grad(|| {
                 net.forward_t(images, false)
+                    .select(1, card.channel as i64)
+                    .gt(card.threshold)
+            }),
+            Self::Unet { net, .. } => tch::no_grad(|| {
+                net.probabilities(images)
                     .select(1, card.channel as i64)
                     .gt(card.threshold)
             }),
@@ -175,6 +196,16 @@ pub fn load_run(run_dir: &Path, device: Device) -> Result<(LoadedModel, ModelCar
             let net = ConfidenceNet::new(&vs.root(), card.channels as i64, epsilon);
             load_weights(&mut vs, &run_dir.join(WEIGHTS_FILE), card.channels)?;
             LoadedModel::Network {
+                vs,
+                net: Box::new(net),
+            }
+        }
+        (Architecture::Unet, InputNormalisation::Unit) => {
+            let mut vs = nn::VarStore::new(device);
+            let width = card.width.map_or(DEFAULT_UNET_WIDTH, |w| w as i64);
+            let net = UNet::new(&vs.root(), width);
+            load_weights(&mut vs, &run_dir.join(WEIGHTS_FILE), card.channels)?;
+            LoadedModel::Unet {
                 vs,
                 net: Box::new(net),
             }

@@ -1,8 +1,10 @@
-//! The confidence network of the paper (appendix E.3), its model card and its on-disk form.
+//! The networks (seed 000's confidence network, seed 003's UNet), their model card and their
+//! on-disk form.
 
 mod card;
 mod checkpoint;
 mod network;
+mod unet;
 
 pub use card::{
     Architecture, InputNormalisation, Method, ModelCard, Selection, MODEL_CARD_FILE, WEIGHTS_FILE,
@@ -11,4 +13,8 @@ pub use checkpoint::{load_run, load_weights, save_run, LoadedModel, ModelError};
 pub use network::{
     luma, normalise_input, ConfidenceNet, DEFAULT_EPSILON, DILATIONS, HIDDEN_CHANNELS,
     RECEPTIVE_RADIUS,
+};
+pub use unet::{
+    UNet, UNetOutput, DEFAULT_UNET_WIDTH, PROJECTION_DIM, UNET_ALIGN, UNET_CLASSES,
+    UNET_RECEPTIVE_RADIUS,
 };

@@ -10,8 +10,9 @@
 //! of the slide, never on its height. Background tiles (no tissue) pass through every
 //! stage without being read or run, and are written as zeros.
 //!
-//! **Seam-free.** A tile is read with a halo of the network's receptive radius (83 px) plus
-//! the post-processing reach (16 px). The model's decision inside the halo-shrunk window is
+//! **Seam-free.** A tile is read with a halo of the network's receptive radius (83 px for the
+//! confidence network, 58 for the UNet) plus the post-processing reach (16 px), rounded up
+//! to the network's alignment (the UNet's poolings need reads on multiples of 8 px). The model's decision inside the halo-shrunk window is
 //! then exactly what it would be on the whole slide (outside the slide everything is white,
 //! whether a tile or the whole image is read), and the morphology of the window, clipped to
 //! the slide, equals the whole image's within the core. Tiled masks therefore equal the mask
@@ -174,7 +175,17 @@ pub fn segment_slide(
     } else {
         0
     };
-    let halo = predictor.receptive_radius() + reach;
+    let halo = predictor.halo(reach);
+    let alignment = predictor.alignment();
+    if options.tile % alignment != 0 {
+        return Err(SegmentError::InvalidOption(format!(
+            "--tile {}: the model in {} needs tiles whose side is a multiple of {alignment} px \
+             (e.g. {})",
+            options.tile,
+            predictor.source(),
+            options.tile.next_multiple_of(alignment)
+        )));
+    }
     let grid = TileGrid::new(
         geometry.model_width,
         geometry.model_height,

@@ -93,6 +93,7 @@ impl Predictor {
                 train_mpp: None,
                 selection: None,
                 hematoxylin_agreement: Vec::new(),
+                width: None,
             },
             device: Device::Cpu,
             source: format!("baseline threshold:{threshold}"),
@@ -120,6 +121,17 @@ impl Predictor {
     /// [`crate::model::RECEPTIVE_RADIUS`]).
     pub fn receptive_radius(&self) -> u32 {
         self.model().receptive_radius()
+    }
+
+    /// Tile offsets and sides must be multiples of this (see [`LoadedModel::alignment`]).
+    pub fn alignment(&self) -> u32 {
+        self.model().alignment()
+    }
+
+    /// Context read around each tile: the receptive radius plus `reach` (post-processing),
+    /// rounded up to the alignment so that every read starts on it.
+    pub fn halo(&self, reach: u32) -> u32 {
+        (self.receptive_radius() + reach).next_multiple_of(self.alignment())
     }
 
     /// Foreground (0/1) inside `windows[i]` of `tiles[i]`. All tiles must have the same

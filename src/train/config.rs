@@ -88,7 +88,7 @@ impl Default for TrainConfig {
 }
 
 /// Serialises a device as "cpu", "cuda:N", "mps" or "vulkan".
-mod device_name {
+pub(crate) mod device_name {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
     use tch::Device;
 

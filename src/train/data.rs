@@ -202,6 +202,11 @@ impl LabeledFolder {
         }
     }
 
+    /// The folder the images were read from.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn items(&self) -> &[FolderImage] {
         &self.items
     }

@@ -28,6 +28,18 @@ pub enum TrainError {
 }
 
 impl TrainError {
+    /// The user's input is at fault (options, data, a model file), not the machine.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Config(_)
+                | Self::NeedsLabels(_)
+                | Self::NeedsMasks(_)
+                | Self::Data(_)
+                | Self::Model(_)
+        )
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { path, source }

@@ -1,5 +1,7 @@
-//! Training: patch-contrastive learning (the paper's method) and the two baselines.
+//! Training: patch-contrastive learning (seed 000), its two baselines, and semi-supervised
+//! CDCL with its SupOnly baseline (seed 003, [`cdcl`]).
 
+pub mod cdcl;
 mod config;
 pub mod crop_stream;
 mod curves;

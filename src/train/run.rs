@@ -91,6 +91,14 @@ fn check(config: &TrainConfig) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Creates `run_dir` and records the run's configuration in `config.json`.
+pub(crate) fn create_run_dir(run_dir: &Path, config: &impl Serialize) -> Result<(), TrainError> {
+    std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
+    let path = run_dir.join("config.json");
+    let json = serde_json::to_string_pretty(config).expect("config serialises");
+    std::fs::write(&path, json).map_err(TrainError::io(&path))
+}
+
 /// Trains per `config` on crops from `data`, validating on `val` after every epoch, and
 /// writes `model.safetensors` (best epoch), `model.json`, `metrics.csv` and `curves.png`
 /// to `run_dir`. The threshold baseline is fitted on `val` (for MoNuSeg, as in the paper,
@@ -103,10 +111,7 @@ pub fn train(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainSummary, TrainError> {
     check(config)?;
-    std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
-    let config_path = run_dir.join("config.json");
-    let config_json = serde_json::to_string_pretty(config).expect("config serialises");
-    std::fs::write(&config_path, config_json).map_err(TrainError::io(&config_path))?;
+    create_run_dir(run_dir, config)?;
     let start = Instant::now();
     let card = |channels: usize| ModelCard {
         architecture: Architecture::ConfidenceNet,
@@ -125,6 +130,7 @@ pub fn train(
         train_mpp: data.mpp(),
         selection: None,
         hematoxylin_agreement: Vec::new(),
+        width: None,
     };
     let summary = |best, label_free, steps, skipped_steps, epochs| TrainSummary {
         method: config.method,
@@ -204,7 +210,10 @@ pub fn train(
         }
         skipped += epoch_skipped;
         let val_dice = val
-            .map(|set| validation_dice(&trainer.net, set, config.device, CONFIDENCE_THRESHOLD))
+            .map(|set| {
+                let confidence = |x: &tch::Tensor| trainer.net.forward_t(x, false);
+                validation_dice(&confidence, set, config.device, CONFIDENCE_THRESHOLD)
+            })
             .unwrap_or_default();
         let confidence = tch::no_grad(|| trainer.net.forward_t(&probe.images, false));
         let hematoxylin_agreement =

@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::config::TrainConfig;
-use super::data::{CropSource, LabeledSet};
 use super::error::TrainError;
-use super::run::{train, Progress, TrainSummary};
+use super::run::TrainSummary;
 
 /// One of the runs.
 #[derive(Debug, Clone, Serialize)]
@@ -77,25 +75,19 @@ fn summarise(runs: Vec<SeedRun>) -> SeedsSummary {
     }
 }
 
-/// Trains `seeds` runs with seeds `config.seed`, `config.seed + 1`, … into
-/// `run_dir/seed-<s>/` and writes `run_dir/summary.json`.
+/// Trains `seeds` runs with seeds `first_seed`, `first_seed + 1`, … into
+/// `run_dir/seed-<s>/` with `run_one(seed, dir)` and writes `run_dir/summary.json`.
 pub fn train_seeds(
-    config: &TrainConfig,
+    first_seed: u64,
     seeds: usize,
-    data: &dyn CropSource,
-    val: Option<&LabeledSet>,
     run_dir: &Path,
-    progress: &mut dyn FnMut(u64, Progress<'_>),
+    run_one: &mut dyn FnMut(u64, &Path) -> Result<TrainSummary, TrainError>,
 ) -> Result<SeedsSummary, TrainError> {
     let runs = (0..seeds as u64)
         .map(|i| {
-            let seed = config.seed + i;
+            let seed = first_seed + i;
             let dir = run_dir.join(format!("seed-{seed}"));
-            let config = TrainConfig {
-                seed,
-                ..config.clone()
-            };
-            let s: TrainSummary = train(&config, data, val, &dir, &mut |p| progress(seed, p))?;
+            let s = run_one(seed, &dir)?;
             Ok(SeedRun {
                 seed,
                 run_dir: dir,

@@ -123,10 +123,11 @@ impl Trainer {
                     None,
                 )
             }
-            Method::Threshold => {
-                return Err(TrainError::Config(
-                    "the threshold baseline has no optimizer steps".into(),
-                ))
+            Method::Threshold | Method::Cdcl => {
+                return Err(TrainError::Config(format!(
+                    "the {:?} method does not train the confidence network",
+                    self.config.method
+                )))
             }
         };
         self.optimizer.backward_step(&loss);

@@ -1,10 +1,8 @@
 //! Validation Dice per output channel (paper 3.2: confidence thresholded at 0.5).
 
-use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
 use super::data::LabeledSet;
-use crate::model::ConfidenceNet;
 
 /// Per-image Dice of every prediction channel: `pred` B×K×H×W bool, `mask` B×1×H×W bool →
 /// B×K. An image where both are empty scores 1 (the authors' formula would give NaN).
@@ -20,10 +18,11 @@ pub fn dice_per_image(pred: &Tensor, mask: &Tensor) -> Tensor {
     (&tp * 2.0 / denominator.clamp_min(1.0)).where_self(&denominator.gt(0.0), &tp.ones_like())
 }
 
-/// Mean over images of each channel's Dice, full-size forward in eval mode, one image at a
-/// time so that 1000×1000 inputs fit anywhere.
+/// Mean over images of each channel's Dice, full-size forward through `confidence` (images
+/// B×3×H×W in [0,1] → B×K×H×W in [0,1], eval mode), one image at a time so that 1000×1000
+/// inputs fit anywhere.
 pub fn validation_dice(
-    net: &ConfidenceNet,
+    confidence: &dyn Fn(&Tensor) -> Tensor,
     set: &LabeledSet,
     device: Device,
     threshold: f64,
@@ -35,7 +34,7 @@ pub fn validation_dice(
         set.items
             .iter()
             .map(|item| {
-                let pred = net.forward_t(&item.image_f32(device), false).gt(threshold);
+                let pred = confidence(&item.image_f32(device)).gt(threshold);
                 let mask = item
                     .mask
                     .to_device(device)
