@@ -176,9 +176,9 @@ fn raw_tiles_are_seam_free_too() {
     assert_eq!(read_mask(&a).2, read_mask(&b).2);
 }
 
-/// The UNet's poolings make it shift-equivariant only by multiples of 8 px: reads start on
-/// them (the halo is rounded up), so its tiled masks equal the whole image's too, and tiles
-/// of other sides are refused.
+/// The UNet's poolings make it shift-equivariant only by multiples of 8 px: with tiles of a
+/// multiple of 8 every read has the same phase, so its tiled masks equal the whole image's
+/// too, and tiles of other sides are refused.
 #[test]
 fn unet_masks_are_seam_free_on_aligned_tiles() {
     let dir = tempfile::tempdir().unwrap();

@@ -81,8 +81,8 @@ impl LoadedModel {
         }
     }
 
-    /// Inputs must start at multiples of this in the image (and have sides that are
-    /// multiples of it) for tiled predictions to equal whole-image ones.
+    /// The network is shift-equivariant by multiples of this only: tiled predictions equal
+    /// whole-image ones when every tile's read starts at the same offset modulo it.
     pub fn alignment(&self) -> u32 {
         match self {
             Self::Unet { .. } => UNET_ALIGN,

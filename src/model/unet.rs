@@ -118,7 +118,6 @@ pub struct UNet {
     up: Vec<UpLevel>,
     classifier: nn::Conv2D,
     projector: [nn::Conv2D; 2],
-    width: i64,
 }
 
 impl UNet {
@@ -185,12 +184,7 @@ impl UNet {
             up,
             classifier,
             projector,
-            width,
         }
-    }
-
-    pub fn width(&self) -> i64 {
-        self.width
     }
 
     /// Logits and stride-8 features of `images` (RGB in [0,1]).
@@ -207,20 +201,16 @@ impl UNet {
         for (level, skip) in self.up.iter().zip(skips.iter().rev()) {
             let up = h.apply(&level.up);
             h = level.block.forward_t(&Tensor::cat(&[skip, &up], 1), train);
-            // This level's stride is images / h; pool it down to the bottleneck's.
+            // Pool this level's output down to the bottleneck's stride.
             let to_bottom = h.size()[2] / pooled[0].size()[2];
-            pooled.push(if to_bottom > 1 {
-                h.avg_pool2d(
-                    [to_bottom, to_bottom],
-                    [to_bottom, to_bottom],
-                    [0, 0],
-                    false,
-                    true,
-                    None,
-                )
-            } else {
-                h.shallow_clone()
-            });
+            pooled.push(h.avg_pool2d(
+                [to_bottom, to_bottom],
+                [to_bottom, to_bottom],
+                [0, 0],
+                false,
+                true,
+                None,
+            ));
         }
         UNetOutput {
             logits: h.apply(&self.classifier),
@@ -232,9 +222,7 @@ impl UNet {
     pub fn project(&self, features: &Tensor) -> Tensor {
         self.projector[1].forward(&self.projector[0].forward(features).relu())
     }
-}
 
-impl UNet {
     /// Class probabilities (B×2×H×W, eval mode) of images of any size: they are padded
     /// right and bottom with white up to the alignment (what a tiled reader sees past a
     /// slide's edge) and the prediction cropped back.

@@ -11,9 +11,11 @@
 //! stage without being read or run, and are written as zeros.
 //!
 //! **Seam-free.** A tile is read with a halo of the network's receptive radius (83 px for the
-//! confidence network, 58 for the UNet) plus the post-processing reach (16 px), rounded up
-//! to the network's alignment (the UNet's poolings need reads on multiples of 8 px). The model's decision inside the halo-shrunk window is
-//! then exactly what it would be on the whole slide (outside the slide everything is white,
+//! confidence network, 58 for the UNet) plus the post-processing reach (16 px). The UNet's
+//! poolings make it shift-equivariant by multiples of 8 px only, so its tiles must be
+//! multiples of 8 (every read then has the same 8 px phase) and its halo is rounded up to
+//! one (the phase of the image itself, as in training and `eval`). The model's decision
+//! inside the halo-shrunk window is then exactly what it would be on the whole slide (outside the slide everything is white,
 //! whether a tile or the whole image is read), and the morphology of the window, clipped to
 //! the slide, equals the whole image's within the core. Tiled masks therefore equal the mask
 //! of the image segmented whole, bit for bit (on deterministic kernels).

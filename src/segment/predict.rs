@@ -123,13 +123,13 @@ impl Predictor {
         self.model().receptive_radius()
     }
 
-    /// Tile offsets and sides must be multiples of this (see [`LoadedModel::alignment`]).
+    /// Tile sides must be multiples of this (see [`LoadedModel::alignment`]).
     pub fn alignment(&self) -> u32 {
         self.model().alignment()
     }
 
     /// Context read around each tile: the receptive radius plus `reach` (post-processing),
-    /// rounded up to the alignment so that every read starts on it.
+    /// rounded up to the alignment so that reads keep the image's own phase.
     pub fn halo(&self, reach: u32) -> u32 {
         (self.receptive_radius() + reach).next_multiple_of(self.alignment())
     }
