@@ -202,15 +202,15 @@ fn whole_slides_can_be_the_unlabeled_data() {
     let card = card(&run);
     let described = card["data"].as_str().unwrap();
     assert!(
-        described.contains("unlabeled: 1 of 1 slides, random 64px tissue crops"),
+        described.contains(" + 1 of 1 slides, random 64px tissue crops"),
         "{described}"
     );
     let stream: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("crop_stream.json")).unwrap())
             .unwrap();
     assert_eq!(
-        stream["crops"], 12,
-        "2 epochs × 3 steps × 2 crops: {stream}"
+        stream["crops"], 6,
+        "6 steps × 1 of 2 unlabeled crops: {stream}"
     );
 }
 

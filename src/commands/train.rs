@@ -5,7 +5,7 @@
 use crate::device::DeviceChoice;
 use crate::model::Method;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
-use crate::train::cdcl::{semi_schedule, train_semi, LabeledTiles, SemiConfig};
+use crate::train::cdcl::{train_semi, LabeledTiles, Schedule, SemiConfig};
 use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
 use crate::train::slide_source::SlideCrops;
 use crate::train::{
@@ -115,8 +115,8 @@ pub struct TrainArgs {
     /// cdcl/SupOnly: optimizer steps per epoch (validation and checkpoints happen per epoch).
     #[arg(long)]
     pub epoch_steps: Option<usize>,
-    /// cdcl: whole slides (files, folders, quoted globs) whose tissue crops replace the
-    /// folder's images as unlabeled data.
+    /// cdcl: whole slides (files, folders, quoted globs) whose tissue crops are extra
+    /// unlabeled data: half of every unlabeled batch comes from them.
     #[arg(long, num_args = 1..)]
     pub unlabeled: Vec<String>,
     /// Slides only: crops that make one epoch.
@@ -514,12 +514,12 @@ fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyh
         config.labeled_fraction,
         config.split_seed,
     )?;
-    let (epoch_steps, steps) = semi_schedule(&config, split.pool);
+    let schedule = Schedule::new(&config, split.pool);
     tracing::info!(
         labeled = split.len(),
         sub_images = split.pool,
-        epoch_steps,
-        steps,
+        epoch_steps = schedule.epoch_steps,
+        steps = schedule.steps,
         "semi-supervised split"
     );
     let slides = match args.unlabeled.as_slice() {
@@ -528,23 +528,15 @@ fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyh
             inputs,
             args,
             config.tile,
-            steps * config.unlabeled_batch * args.seeds,
+            schedule.slide_crops(&config) * args.seeds,
             cancel,
         )?),
-    };
-    let unlabeled: &dyn CropSource = match &slides {
-        Some(s) => s,
-        None => &folder,
-    };
-    let unlabeled = &Interruptible {
-        data: unlabeled,
-        cancel,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     train_and_report(
         args,
-        steps,
+        schedule.steps,
         show_progress,
         cancel,
         &mut |seed, dir, progress| {
@@ -555,7 +547,7 @@ fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyh
             train_semi(
                 &config,
                 &folder,
-                Some(unlabeled),
+                slides.as_ref().map(|s| s as &dyn CropSource),
                 val.as_ref(),
                 dir,
                 &|| cancel.is_cancelled(),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use augment::{geometric, photometric, Geometry};
 pub use contrast::{classify_patches, dense_contrastive_loss, FeatureBank, PatchKind, Queries};
 pub use objective::{consistency_loss, consistency_weight, ema_update, entropy_loss, poly_lr};
-pub use run::{semi_schedule, train_semi, SemiStep};
+pub use run::{train_semi, Schedule, SemiStep};
 pub use split::{parse_fraction, LabeledTiles};
 
 /// All knobs of semi-supervised training. `Default` is the paper's configuration (section

@@ -249,32 +249,70 @@ impl SemiCsv {
     }
 }
 
-/// (steps per epoch, total steps) for a split with `pool` sub-images: by default an epoch is
-/// one pass over them as unlabeled data.
-pub fn semi_schedule(config: &SemiConfig, pool: usize) -> (usize, usize) {
-    let epoch_steps = config
-        .epoch_steps
-        .unwrap_or_else(|| pool.div_ceil(config.unlabeled_batch.max(1)))
-        .max(1);
-    let all = config.epochs * epoch_steps;
-    (epoch_steps, config.max_steps.map_or(all, |m| m.min(all)))
+/// How long a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub epoch_steps: usize,
+    pub steps: usize,
+    /// Steps with the unsupervised branch on.
+    pub semi_steps: usize,
+}
+
+impl Schedule {
+    /// The schedule of `config` for a split with `pool` sub-images: by default an epoch is
+    /// one pass over them as unlabeled data.
+    pub fn new(config: &SemiConfig, pool: usize) -> Self {
+        let epoch_steps = config
+            .epoch_steps
+            .unwrap_or_else(|| pool.div_ceil(config.unlabeled_batch.max(1)))
+            .max(1);
+        let all = config.epochs * epoch_steps;
+        let steps = config.max_steps.map_or(all, |m| m.min(all));
+        let semi_steps = if config.unsupervised {
+            steps.saturating_sub(config.semi_start * epoch_steps)
+        } else {
+            0
+        };
+        Self {
+            epoch_steps,
+            steps,
+            semi_steps,
+        }
+    }
+
+    /// Crops a run takes from extra unlabeled slides (half of each unlabeled batch).
+    pub fn slide_crops(&self, config: &SemiConfig) -> usize {
+        self.semi_steps * slide_share(config.unlabeled_batch)
+    }
+}
+
+/// Crops of an unlabeled batch of `batch` that come from extra slides, when there are any.
+fn slide_share(batch: usize) -> usize {
+    batch / 2
 }
 
 /// Trains CDCL (or SupOnly when `config.unsupervised` is false) on the labeled sub-images of
-/// `folder` and unlabeled crops from `unlabeled` (default: `folder` itself), validating on
+/// `folder` and unlabeled crops from `folder` and, if given, half of each unlabeled batch
+/// from `slides` (e.g. a whole-slide crop stream of [`Schedule::slide_crops`] crops), validating on
 /// `val` after every epoch, and writes the RUN_DIR: the teacher (CDCL) or the student
 /// (SupOnly) of the best epoch by validation Dice, else of the last epoch. Stops with
 /// [`DataError::Interrupted`] before a step once `cancelled()` says so.
 pub fn train_semi(
     config: &SemiConfig,
     folder: &LabeledFolder,
-    unlabeled: Option<&dyn CropSource>,
+    slides: Option<&dyn CropSource>,
     val: Option<&LabeledSet>,
     run_dir: &Path,
     cancelled: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainSummary, TrainError> {
     check(config)?;
+    if slides.is_some() && slide_share(config.unlabeled_batch) == 0 {
+        return Err(TrainError::Config(
+            "extra unlabeled slides need an unlabeled batch of at least 2 (half comes from them)"
+                .into(),
+        ));
+    }
     create_run_dir(run_dir, config)?;
     let start = Instant::now();
     let labeled = LabeledTiles::choose(
@@ -283,14 +321,28 @@ pub fn train_semi(
         config.labeled_fraction,
         config.split_seed,
     )?;
-    let unlabeled: &dyn CropSource = unlabeled.unwrap_or(folder);
     let method = if config.unsupervised {
         Method::Cdcl
     } else {
         Method::Supervised
     };
-    let (epoch_steps, total_steps) = semi_schedule(config, labeled.pool);
+    let Schedule {
+        epoch_steps,
+        steps: total_steps,
+        ..
+    } = Schedule::new(config, labeled.pool);
     let epochs = total_steps.div_ceil(epoch_steps);
+    // Unlabeled batches: crops from the folder's images, and from the slides if any.
+    let sources: Vec<(&dyn CropSource, usize)> = match slides {
+        Some(slides) => vec![
+            (
+                folder,
+                config.unlabeled_batch - slide_share(config.unlabeled_batch),
+            ),
+            (slides, slide_share(config.unlabeled_batch)),
+        ],
+        None => vec![(folder, config.unlabeled_batch)],
+    };
     let data = format!(
         "{} labeled of {} sub-images ({}px) in {}; unlabeled: {}",
         labeled.len(),
@@ -298,7 +350,11 @@ pub fn train_semi(
         config.tile,
         folder.describe(),
         if config.unsupervised {
-            unlabeled.describe()
+            sources
+                .iter()
+                .map(|(source, _)| source.describe())
+                .collect::<Vec<_>>()
+                .join(" + ")
         } else {
             "none (SupOnly)".into()
         }
@@ -309,8 +365,11 @@ pub fn train_semi(
     let mut model = MeanTeacher::new(config)?;
     ema_update(&mut model.teacher_vs, &model.student_vs, config.ema, 0);
     let mut csv = SemiCsv::create(run_dir)?;
-    let (mut labeled_deck, mut unlabeled_deck) =
-        (Deck::new(labeled.len()), Deck::new(unlabeled.epoch_len()));
+    let mut labeled_deck = Deck::new(labeled.len());
+    let mut unlabeled_decks: Vec<Deck> = sources
+        .iter()
+        .map(|(s, _)| Deck::new(s.epoch_len()))
+        .collect();
     let mut history = Vec::new();
     let mut best: Option<Best> = None;
     let mut step = 0;
@@ -353,9 +412,17 @@ pub fn train_semi(
             let mut loss = &sup * config.w_sup;
             let mut record = SemiStep::default();
             if semi {
-                let items = unlabeled_deck.draw(config.unlabeled_batch, &mut rng);
-                let crops = unlabeled.crops(&items, config.tile, config.device, &mut rng)?;
-                let (contr, cons, ent) = model.unsupervised(config, &crops.images, &mut rng);
+                let mut crops = Vec::with_capacity(sources.len());
+                for ((source, count), deck) in sources.iter().zip(&mut unlabeled_decks) {
+                    let items = deck.draw(*count, &mut rng);
+                    crops.push(
+                        source
+                            .crops(&items, config.tile, config.device, &mut rng)?
+                            .images,
+                    );
+                }
+                let tiles = Tensor::cat(&crops, 0);
+                let (contr, cons, ent) = model.unsupervised(config, &tiles, &mut rng);
                 record.w_cons = consistency_weight(
                     config.w_cons,
                     step as f64 / epoch_steps as f64,
