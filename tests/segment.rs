@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{binary, interrupt_after_log, json_output};
+use common::{binary, interrupt_after_log, json_output, synthetic_png};
 use slidestream::model::{
     save_run, Architecture, ConfidenceNet, InputNormalisation, Method, ModelCard, UNet,
 };
@@ -11,22 +11,10 @@ use slidestream::pipeline::{CancelToken, PipelineError};
 use slidestream::segment::{
     segment_slide, sidecar_path, Geometry, Predictor, SegmentError, SegmentOptions,
 };
-use slidestream::synth::{write_png_pair, SynthSpec};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
-
-/// A synthetic H&E image as a PNG (opened as a one-level slide).
-fn synthetic_png(dir: &Path, width: u64, height: u64, seed: u64) -> PathBuf {
-    let image = dir.join(format!("synth-{width}x{height}-{seed}.png"));
-    let spec = SynthSpec {
-        tissue_coverage: 1.0,
-        ..SynthSpec::new(width, height, seed)
-    };
-    write_png_pair(&spec, &image, dir.join("truth.png")).unwrap();
-    image
-}
 
 /// Which untrained network [`median_split_model`] saves.
 #[derive(Clone, Copy)]

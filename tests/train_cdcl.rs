@@ -3,28 +3,10 @@
 
 mod common;
 
-use common::{binary, json_output};
-use slidestream::synth::{write_png_pair, SynthSpec};
+use common::{binary, json_output, labeled_folder, synthetic_png};
 use slidestream::train::cdcl::{train_semi, SemiConfig};
 use slidestream::train::{DataError, TrainError};
 use std::path::Path;
-
-/// Three 128×128 H&E-like images with masks: 12 sub-images of 64 px.
-fn labeled_folder(root: &Path) {
-    for i in 0..3 {
-        let spec = SynthSpec {
-            tissue_coverage: 1.0,
-            ..SynthSpec::new(128, 128, 20 + i)
-        };
-        let name = format!("img{i}.png");
-        write_png_pair(
-            &spec,
-            root.join("images").join(&name),
-            root.join("masks").join(&name),
-        )
-        .unwrap();
-    }
-}
 
 /// Tiny, fast settings: 64 px sub-images and crops, a width-4 UNet, 2 epochs of 3 steps with
 /// the unlabeled branch on from the start.
@@ -74,7 +56,7 @@ fn card(run: &Path) -> serde_json::Value {
 fn cdcl_writes_a_run_dir_that_eval_and_segment_use_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    labeled_folder(&data);
+    labeled_folder(&data, 128, 20);
     let run = dir.path().join("run");
     let out = train(&data, &run, "cdcl", &[]);
     assert!(
@@ -125,12 +107,7 @@ fn cdcl_writes_a_run_dir_that_eval_and_segment_use_unchanged() {
     );
 
     // segment reads it like any other model.
-    let slide = dir.path().join("slide.png");
-    let spec = SynthSpec {
-        tissue_coverage: 1.0,
-        ..SynthSpec::new(200, 150, 3)
-    };
-    write_png_pair(&spec, &slide, dir.path().join("slide-truth.png")).unwrap();
+    let slide = synthetic_png(dir.path(), 200, 150, 3);
     let mask = dir.path().join("slide.nuclei.tif");
     let summary = json_output(
         binary()
@@ -159,7 +136,7 @@ fn cdcl_writes_a_run_dir_that_eval_and_segment_use_unchanged() {
 fn suponly_is_the_same_network_without_the_unlabeled_branch() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    labeled_folder(&data);
+    labeled_folder(&data, 128, 20);
     let run = dir.path().join("run");
     let out = train(&data, &run, "supervised", &[]);
     assert!(
@@ -185,7 +162,7 @@ fn suponly_is_the_same_network_without_the_unlabeled_branch() {
 fn whole_slides_can_be_the_unlabeled_data() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    labeled_folder(&data);
+    labeled_folder(&data, 128, 20);
     let slide = common::synth_slide(&dir.path().join("slides"), "unlabeled", 768, 4);
     let run = dir.path().join("run");
     let out = train(
@@ -218,7 +195,7 @@ fn whole_slides_can_be_the_unlabeled_data() {
 fn wrong_semi_supervised_options_name_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    labeled_folder(&data);
+    labeled_folder(&data, 128, 20);
     let cases: [(&str, &[&str], &str); 2] = [
         (
             "contrastive",

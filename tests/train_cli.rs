@@ -2,8 +2,7 @@
 
 mod common;
 
-use common::{binary, interrupt_after_log};
-use slidestream::synth::{write_png_pair, SynthSpec};
+use common::{binary, interrupt_after_log, labeled_folder};
 use std::path::Path;
 
 /// Small, fast settings: tiny crops and patches, two steps.
@@ -24,22 +23,6 @@ const QUICK: [&str; 14] = [
     "cpu",
 ];
 
-fn labeled_folder(root: &Path) {
-    for i in 0..3 {
-        let spec = SynthSpec {
-            tissue_coverage: 1.0,
-            ..SynthSpec::new(160, 160, i)
-        };
-        let name = format!("tile{i}.png");
-        write_png_pair(
-            &spec,
-            root.join("images").join(&name),
-            root.join("masks").join(&name),
-        )
-        .unwrap();
-    }
-}
-
 /// `slidestream train` with the quick settings on `data`, into `out`, plus `extra` flags.
 fn run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     binary()
@@ -57,7 +40,7 @@ fn run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
 #[test]
 fn folder_training_writes_a_complete_run_dir() {
     let dir = tempfile::tempdir().unwrap();
-    labeled_folder(dir.path());
+    labeled_folder(dir.path(), 160, 0);
     let out = dir.path().join("run");
     let result = run(dir.path(), &out, &[]);
     assert!(
@@ -140,7 +123,7 @@ fn no_usable_slide_is_a_bad_input() {
 #[test]
 fn ctrl_c_stops_training_and_keeps_the_best_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    labeled_folder(dir.path());
+    labeled_folder(dir.path(), 160, 0);
     let out = dir.path().join("run");
     let code = interrupt_after_log(
         binary()
@@ -162,7 +145,7 @@ fn ctrl_c_stops_training_and_keeps_the_best_checkpoint() {
 #[test]
 fn eval_scores_match_the_validation_dice_recorded_by_train() {
     let dir = tempfile::tempdir().unwrap();
-    labeled_folder(dir.path());
+    labeled_folder(dir.path(), 160, 0);
     let out = dir.path().join("run");
     assert!(run(dir.path(), &out, &[]).status.success());
     let card: serde_json::Value =

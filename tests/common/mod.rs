@@ -22,6 +22,35 @@ pub fn shared_data(relative: &str) -> Option<PathBuf> {
     }
 }
 
+/// A synthetic H&E image as a PNG (opened as a one-level slide), its truth in `dir/truth.png`.
+pub fn synthetic_png(dir: &Path, width: u64, height: u64, seed: u64) -> PathBuf {
+    let image = dir.join(format!("synth-{width}x{height}-{seed}.png"));
+    let spec = slidestream::synth::SynthSpec {
+        tissue_coverage: 1.0,
+        ..slidestream::synth::SynthSpec::new(width, height, seed)
+    };
+    slidestream::synth::write_png_pair(&spec, &image, dir.join("truth.png")).unwrap();
+    image
+}
+
+/// A labeled folder on disk: three `size`×`size` synthetic H&E images `root/images/tile<i>.png`
+/// with masks `root/masks/tile<i>.png`, seeds `first_seed`, `first_seed + 1`, ….
+pub fn labeled_folder(root: &Path, size: u64, first_seed: u64) {
+    for i in 0..3 {
+        let spec = slidestream::synth::SynthSpec {
+            tissue_coverage: 1.0,
+            ..slidestream::synth::SynthSpec::new(size, size, first_seed + i)
+        };
+        let name = format!("tile{i}.png");
+        slidestream::synth::write_png_pair(
+            &spec,
+            root.join("images").join(&name),
+            root.join("masks").join(&name),
+        )
+        .unwrap();
+    }
+}
+
 /// The built `slidestream` binary.
 pub fn binary() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_slidestream"))
