@@ -1,5 +1,6 @@
 //! Semi-supervised benchmark (seed 003, Table 1 style): SupOnly vs CDCL at label fractions
-//! 1/32, 1/16 and 1/8 of MoNuSeg's 250 px sub-images, a few seeds each, on a fixed split of
+//! 1/32, 1/16 and 1/8 of MoNuSeg's 250 px sub-images, and FullSup (SupOnly with every
+//! sub-image labeled, fraction 1/1: the ceiling), a few seeds each, on a fixed split of
 //! the 30 training images (every fifth image, sorted by name, is held out: 24 train, 6
 //! validation). Each run keeps its best epoch by validation Dice, and is then scored on the
 //! 6 held-out images: Dice (DC), Jaccard (JC), accuracy (ACC), specificity (SP) and
@@ -9,7 +10,8 @@
 //!
 //! ```text
 //! cargo bench --bench cdcl -- [--data ../shared/data/monuseg-train] [--out target/cdcl-bench]
-//!     [--steps 1500] [--epoch-steps 100] [--semi-start 5] [--seeds 3] [--fractions 1/8,1/16,1/32]
+//!     [--steps 1500] [--epoch-steps 100] [--semi-start 5] [--seeds 3]
+//!     [--fractions 1/8,1/16,1/32,1/1] [--methods SupOnly,CDCL]
 //!     [--width 8] [--crop 128] [--batch 4] [--ema 0.99] [--reference-epochs 30] [--device cpu|cuda]
 //! ```
 //! The defaults fit a 2-core CPU (about 2 minutes per SupOnly run, 4 per CDCL run). The EMA
@@ -39,6 +41,7 @@ struct Options {
     semi_start: usize,
     seeds: u64,
     fractions: Vec<(String, f64)>,
+    methods: Vec<String>,
     width: usize,
     crop: u32,
     batch: usize,
@@ -56,6 +59,7 @@ fn options() -> anyhow::Result<Options> {
         semi_start: 5,
         seeds: 3,
         fractions: Vec::new(),
+        methods: vec!["SupOnly".into(), "CDCL".into()],
         width: 8,
         crop: 128,
         batch: 4,
@@ -63,7 +67,7 @@ fn options() -> anyhow::Result<Options> {
         ema: 0.99,
         device: Device::cuda_if_available(),
     };
-    let mut fractions = "1/8,1/16,1/32".to_string();
+    let mut fractions = "1/8,1/16,1/32,1/1".to_string();
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -75,6 +79,7 @@ fn options() -> anyhow::Result<Options> {
             "--semi-start" => o.semi_start = value()?.parse()?,
             "--seeds" => o.seeds = value()?.parse()?,
             "--fractions" => fractions = value()?,
+            "--methods" => o.methods = value()?.split(',').map(str::to_string).collect(),
             "--width" => o.width = value()?.parse()?,
             "--crop" => o.crop = value()?.parse()?,
             "--batch" => o.batch = value()?.parse()?,
@@ -88,6 +93,13 @@ fn options() -> anyhow::Result<Options> {
             }
             other => anyhow::bail!("unknown option {other}; see the header of benches/cdcl.rs"),
         }
+    }
+    if let Some(bad) = o
+        .methods
+        .iter()
+        .find(|m| !["SupOnly", "CDCL"].contains(&m.as_str()))
+    {
+        anyhow::bail!("--methods: unknown method {bad}; use SupOnly, CDCL or both");
     }
     o.fractions = fractions
         .split(',')
@@ -207,7 +219,19 @@ fn main() -> anyhow::Result<()> {
     };
     let mut results: Vec<RunResult> = Vec::new();
     for (label, fraction) in &o.fractions {
-        for (method, unsupervised) in [("SupOnly", false), ("CDCL", true)] {
+        let methods = [("SupOnly", false), ("CDCL", true)];
+        for (method, unsupervised) in methods
+            .iter()
+            .filter(|(m, _)| o.methods.iter().any(|n| n == m))
+        {
+            let (method, unsupervised) = (*method, *unsupervised);
+            // With every sub-image labeled there is nothing semi-supervised to do; SupOnly
+            // there is the paper's FullSup, the ceiling of every method at lower fractions.
+            let full = *fraction >= 1.0;
+            if full && unsupervised {
+                continue;
+            }
+            let method = if full { "FullSup" } else { method };
             for seed in 0..o.seeds {
                 let dir = o
                     .out

@@ -208,17 +208,36 @@ fn wrong_semi_supervised_options_name_the_flag() {
             "--unlabeled adds unlabeled slides to --method cdcl only",
         ),
     ];
-    for (method, extra, message) in cases {
-        let out = train(
-            &data,
-            &dir.path().join(format!("run-{method}")),
-            method,
-            extra,
-        );
+    for (i, (method, extra, message)) in cases.into_iter().enumerate() {
+        let run = dir.path().join(format!("run-{i}"));
+        let out = train(&data, &run, method, extra);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{method} {extra:?}: {stderr}");
         assert!(stderr.contains(message), "{method} {extra:?}: {stderr}");
+        assert!(
+            !run.exists(),
+            "{method} {extra:?} created {}",
+            run.display()
+        );
     }
+    // A batch too small to share with slides is refused before the slide is opened or
+    // --out is created.
+    let run = dir.path().join("run-batch");
+    let out = binary()
+        .args(["-q", "train", "--method", "cdcl", "--unlabeled-batch", "1"])
+        .args(["--unlabeled", "x.svs", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("(--unlabeled-batch) of at least 2"),
+        "{stderr}"
+    );
+    assert!(!run.exists());
     let folder = slidestream::train::LabeledFolder::open(&data).unwrap();
     let odd_crop = SemiConfig {
         crop: 96,

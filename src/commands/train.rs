@@ -488,6 +488,7 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
 /// `--method cdcl`, or `--method supervised --labeled-fraction F` (SupOnly).
 fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyhow::Result<()> {
     let config = args.semi_config()?;
+    config.check(!args.unlabeled.is_empty())?;
     let Some(root) = is_image_folder(&args.data) else {
         return Err(TrainError::Config(format!(
             "--method {:?} needs a labeled image folder as --data (DIR/images/*.tif|png with \

@@ -42,42 +42,53 @@ pub struct SemiStep {
     pub w_cons: f64,
 }
 
-fn check(config: &SemiConfig) -> Result<(), TrainError> {
-    let bad = |what: String| Err(TrainError::Config(what));
-    let patch_side = UNET_ALIGN as i64 * config.grid;
-    if config.grid < 1 || i64::from(config.crop) % patch_side != 0 {
-        return bad(format!(
-            "crop {} must be a multiple of 8 × grid = {patch_side} px (e.g. {})",
-            config.crop,
-            (i64::from(config.crop) / patch_side.max(1)).max(1) * patch_side
-        ));
+impl SemiConfig {
+    /// Refuses settings the trainer cannot run, before anything is written; `extra_slides`
+    /// says whether whole slides will fill half of each unlabeled batch.
+    pub fn check(&self, extra_slides: bool) -> Result<(), TrainError> {
+        let bad = |what: String| Err(TrainError::Config(what));
+        let patch_side = UNET_ALIGN as i64 * self.grid;
+        if self.grid < 1 || i64::from(self.crop) % patch_side != 0 {
+            return bad(format!(
+                "crop {} must be a multiple of 8 × grid = {patch_side} px (e.g. {})",
+                self.crop,
+                (i64::from(self.crop) / patch_side.max(1)).max(1) * patch_side
+            ));
+        }
+        if self.crop > self.tile {
+            return bad(format!(
+                "crop {} must not exceed the sub-image side {}",
+                self.crop, self.tile
+            ));
+        }
+        if self.labeled_batch == 0
+            || self.unlabeled_batch == 0
+            || self.width == 0
+            || self.epochs == 0
+        {
+            return bad("batches, width and epochs must be at least 1".into());
+        }
+        if self.max_steps == Some(0) || self.epoch_steps == Some(0) {
+            return bad("max_steps and epoch_steps must be at least 1".into());
+        }
+        if !(self.bdp < self.fdp && (0.0..=1.0).contains(&self.bdp) && self.fdp <= 1.0) {
+            return bad(format!(
+                "need 0 ≤ bdp ({}) < fdp ({}) ≤ 1",
+                self.bdp, self.fdp
+            ));
+        }
+        if !(0.0..1.0).contains(&self.ema) || self.temperature <= 0.0 {
+            return bad("ema must be in [0, 1) and temperature positive".into());
+        }
+        if extra_slides && slide_share(self.unlabeled_batch) == 0 {
+            return bad(
+                "extra unlabeled slides (--unlabeled) need an unlabeled batch \
+                 (--unlabeled-batch) of at least 2: half of it comes from them"
+                    .into(),
+            );
+        }
+        Ok(())
     }
-    if config.crop > config.tile {
-        return bad(format!(
-            "crop {} must not exceed the sub-image side {}",
-            config.crop, config.tile
-        ));
-    }
-    if config.labeled_batch == 0
-        || config.unlabeled_batch == 0
-        || config.width == 0
-        || config.epochs == 0
-    {
-        return bad("batches, width and epochs must be at least 1".into());
-    }
-    if config.max_steps == Some(0) || config.epoch_steps == Some(0) {
-        return bad("max_steps and epoch_steps must be at least 1".into());
-    }
-    if !(config.bdp < config.fdp && (0.0..=1.0).contains(&config.bdp) && config.fdp <= 1.0) {
-        return bad(format!(
-            "need 0 ≤ bdp ({}) < fdp ({}) ≤ 1",
-            config.bdp, config.fdp
-        ));
-    }
-    if !(0.0..1.0).contains(&config.ema) || config.temperature <= 0.0 {
-        return bad("ema must be in [0, 1) and temperature positive".into());
-    }
-    Ok(())
 }
 
 fn l2_normalise(x: &Tensor) -> Tensor {
@@ -306,13 +317,7 @@ pub fn train_semi(
     cancelled: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainSummary, TrainError> {
-    check(config)?;
-    if slides.is_some() && slide_share(config.unlabeled_batch) == 0 {
-        return Err(TrainError::Config(
-            "extra unlabeled slides need an unlabeled batch of at least 2 (half comes from them)"
-                .into(),
-        ));
-    }
+    config.check(slides.is_some())?;
     create_run_dir(run_dir, config)?;
     let start = Instant::now();
     let labeled = LabeledTiles::choose(
