@@ -67,6 +67,58 @@ fn folder_training_writes_a_complete_run_dir() {
 }
 
 #[test]
+fn a_multi_seed_job_resumes_only_with_the_same_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    labeled_folder(dir.path(), 160, 0);
+    let out = dir.path().join("seeds");
+    let first = run(dir.path(), &out, &["--seeds", "2"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let summary = std::fs::read(out.join("summary.json")).unwrap();
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+    // Without --resume, finished runs are not overwritten.
+    let again = run(dir.path(), &out, &["--seeds", "2"]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("add --resume"),
+        "{}",
+        stderr(&again)
+    );
+    // Seed 1 was "interrupted": --resume keeps seed 0 and retrains seed 1 to the same result.
+    std::fs::remove_file(out.join("seed-1/seed.json")).unwrap();
+    let resumed = run(dir.path(), &out, &["--seeds", "2", "--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(
+        String::from_utf8_lossy(&resumed.stdout).contains("2 runs (1 kept from an earlier job)"),
+        "{}",
+        String::from_utf8_lossy(&resumed.stdout)
+    );
+    assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), summary);
+    // Other flags are refused, naming the one that changed; so is --resume on one run.
+    let other = run(
+        dir.path(),
+        &out,
+        &["--seeds", "2", "--resume", "--lr", "0.001"],
+    );
+    assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
+    assert!(
+        stderr(&other).contains("(changed: config.lr)"),
+        "{}",
+        stderr(&other)
+    );
+    let single = run(dir.path(), &dir.path().join("one"), &["--resume"]);
+    assert_eq!(single.status.code(), Some(2), "{}", stderr(&single));
+    assert!(
+        stderr(&single).contains("--seeds 2 or more"),
+        "{}",
+        stderr(&single)
+    );
+}
+
+#[test]
 fn slide_training_streams_tissue_crops_and_reports_the_stream() {
     let dir = tempfile::tempdir().unwrap();
     let slide = dir.path().join("slide.tif");

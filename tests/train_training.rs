@@ -8,7 +8,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use slidestream::model::{load_run, Architecture, LoadedModel, Method};
 use slidestream::train::{
-    train, train_seeds, Batch, CropSource, Progress, StepOutcome, TrainConfig, Trainer,
+    finished_mark, finished_runs, train, train_seeds, Batch, CropSource, Progress, StepOutcome,
+    TrainConfig, Trainer,
 };
 use tch::{Device, Kind};
 
@@ -183,7 +184,7 @@ fn run_dir_has_all_outputs_and_loads() {
 }
 
 #[test]
-fn seeds_write_subfolders_and_summary() {
+fn seeds_write_subfolders_and_summary_and_resume() {
     let _turn = serial();
     let data = common::disks(4, 64, 6, 10, 4);
     let val = data.labeled().unwrap();
@@ -193,20 +194,31 @@ fn seeds_write_subfolders_and_summary() {
         max_steps: Some(1),
         ..small(Method::Contrastive)
     };
-    let summary = train_seeds(config.seed, 3, dir.path(), &mut |seed, run_dir| {
+    let settings = |seed| {
+        serde_json::to_value(TrainConfig {
+            seed,
+            ..config.clone()
+        })
+        .unwrap()
+    };
+    let trained = std::cell::RefCell::new(Vec::new());
+    let mut run_one = |seed, run_dir: &std::path::Path| {
+        trained.borrow_mut().push(seed);
         let config = TrainConfig {
             seed,
             ..config.clone()
         };
         train(&config, &data, Some(&val), run_dir, &mut |_| {})
-    })
-    .unwrap();
+    };
+    let none = Default::default();
+    let summary = train_seeds(config.seed, 3, dir.path(), &settings, &none, &mut run_one).unwrap();
     assert_eq!(
         summary.runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
         [5, 6, 7]
     );
     for seed in 5..8 {
         assert!(dir.path().join(format!("seed-{seed}/model.json")).exists());
+        assert!(finished_mark(dir.path(), seed).exists());
     }
     let dice: Vec<f64> = summary.runs.iter().map(|r| r.best_dice.unwrap()).collect();
     assert_eq!(summary.max, dice.iter().copied().reduce(f64::max));
@@ -221,6 +233,30 @@ fn seeds_write_subfolders_and_summary() {
             .unwrap();
     assert_eq!(json["runs"].as_array().unwrap().len(), 3);
     assert!(json["p80"].as_f64().unwrap() <= json["max"].as_f64().unwrap());
+
+    // Seed 6 was stopped before it finished: a resumed job keeps 5 and 7, trains 6 again,
+    // and ends where one uninterrupted job ended.
+    std::fs::remove_file(finished_mark(dir.path(), 6)).unwrap();
+    let keep = finished_runs(config.seed, 3, dir.path(), &settings).unwrap();
+    assert_eq!(keep.keys().copied().collect::<Vec<_>>(), [5, 7]);
+    trained.borrow_mut().clear();
+    let resumed = train_seeds(config.seed, 3, dir.path(), &settings, &keep, &mut run_one).unwrap();
+    assert_eq!(*trained.borrow(), [6]);
+    assert_eq!(resumed.runs, summary.runs);
+    assert_eq!(resumed.selected_seed, summary.selected_seed);
+
+    // Other settings are refused, naming what differs.
+    let longer = |seed| {
+        serde_json::to_value(TrainConfig {
+            seed,
+            epochs: 2,
+            ..config.clone()
+        })
+        .unwrap()
+    };
+    let error = finished_runs(config.seed, 3, dir.path(), &longer).unwrap_err();
+    assert!(error.is_bad_input());
+    assert!(error.to_string().contains("(changed: epochs)"), "{error}");
 }
 
 #[test]

@@ -9,10 +9,12 @@ use crate::train::cdcl::{train_semi, LabeledTiles, Schedule, SemiConfig};
 use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
 use crate::train::slide_source::SlideCrops;
 use crate::train::{
-    train, train_seeds, Batch, CropSource, DataError, LabeledFolder, LabeledSet, Progress,
-    SamplerKind, Similarity, TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
+    finished_mark, finished_runs, train, train_seeds, Batch, CropSource, DataError, LabeledFolder,
+    LabeledSet, Progress, SamplerKind, SeedRun, Similarity, TrainConfig, TrainError, TrainSummary,
+    PROBE_CROPS,
 };
 use anyhow::{bail, Context};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,6 +57,12 @@ pub struct TrainArgs {
     /// Independent runs with seeds seed, seed+1, ...; each in RUN_DIR/seed-<s>/ plus summary.json.
     #[arg(long, default_value_t = 1)]
     pub seeds: usize,
+    /// With --seeds: keep the runs under --out that an earlier job with the same flags and
+    /// data finished (each has seed-<s>/seed.json) and train only the others, e.g. after a
+    /// crash or Ctrl-C. With slides as --data, resumed seeds see other random crops than one
+    /// uninterrupted job would (the crop stream is shared by the seeds).
+    #[arg(long)]
+    pub resume: bool,
     /// Where the network trains.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
@@ -327,6 +335,61 @@ fn write_stream_report(slides: Option<SlideCrops>, out: &Path) -> anyhow::Result
     Ok(())
 }
 
+/// What a (multi-seed) job needs to resume: the settings that identify a run, and the runs
+/// an earlier job finished with them.
+struct SeedJob<'a> {
+    settings: &'a dyn Fn(u64) -> serde_json::Value,
+    keep: BTreeMap<u64, SeedRun>,
+}
+
+impl<'a> SeedJob<'a> {
+    /// Checks --resume against what --out holds; `settings(seed)` identifies a seed's run.
+    fn new(
+        args: &TrainArgs,
+        settings: &'a dyn Fn(u64) -> serde_json::Value,
+    ) -> Result<Self, TrainError> {
+        let multi = args.seeds > 1;
+        if args.resume && !multi {
+            return Err(TrainError::Config(
+                "--resume keeps the finished runs of a multi-seed job: it needs --seeds 2 or more"
+                    .into(),
+            ));
+        }
+        let keep = if args.resume {
+            finished_runs(args.seed, args.seeds, &args.out, settings)?
+        } else {
+            let earlier = (args.seed..)
+                .take(args.seeds)
+                .map(|seed| finished_mark(&args.out, seed))
+                .find(|mark| multi && mark.exists());
+            if let Some(mark) = earlier {
+                return Err(TrainError::Config(format!(
+                    "{}: --out already holds finished runs; add --resume to keep them and \
+                     train the rest, or choose a new --out",
+                    mark.display()
+                )));
+            }
+            BTreeMap::new()
+        };
+        Ok(Self { settings, keep })
+    }
+
+    /// Runs this job still has to train.
+    fn to_train(&self, args: &TrainArgs) -> usize {
+        args.seeds - self.keep.len()
+    }
+}
+
+/// What identifies a run besides its trainer config: the data it was given.
+fn run_settings(args: &TrainArgs, config: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::json!({
+        "config": config,
+        "data": args.data,
+        "val": args.val,
+        "unlabeled": args.unlabeled,
+    })
+}
+
 /// One training run: (seed, run directory, progress callback) → summary.
 type RunOne<'a> =
     dyn FnMut(u64, &Path, &mut dyn FnMut(Progress<'_>)) -> Result<TrainSummary, TrainError> + 'a;
@@ -338,11 +401,12 @@ fn train_and_report(
     steps_per_run: usize,
     show_progress: bool,
     cancel: &CancelToken,
+    job: &SeedJob<'_>,
     run_one: &mut RunOne<'_>,
 ) -> anyhow::Result<()> {
     let bar = progress_bar(
         "train steps",
-        Some((steps_per_run * args.seeds) as u64),
+        Some((steps_per_run * job.to_train(args)) as u64),
         !show_progress,
     );
     let mut best = 0.0_f64;
@@ -370,14 +434,21 @@ fn train_and_report(
         }
     };
     if args.seeds > 1 {
-        let summary = train_seeds(args.seed, args.seeds, &args.out, &mut |seed, dir| {
-            run_one(seed, dir, &mut on_progress)
-        })
+        let summary = train_seeds(
+            args.seed,
+            args.seeds,
+            &args.out,
+            job.settings,
+            &job.keep,
+            &mut |seed, dir| run_one(seed, dir, &mut on_progress),
+        )
         .map_err(interrupted)?;
         bar.finish_and_clear();
         println!(
-            "{} runs: best Dice max {:.4}, p80 {:.4}, mean {:.4} ± {:.4}; selected {}",
+            "{} runs ({} kept from an earlier job): best Dice max {:.4}, p80 {:.4}, mean {:.4} \
+             ± {:.4}; selected {}",
             summary.runs.len(),
+            job.keep.len(),
             summary.max.unwrap_or(f64::NAN),
             summary.p80.unwrap_or(f64::NAN),
             summary.mean.unwrap_or(f64::NAN),
@@ -437,6 +508,16 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
              agreement with the hematoxylin stain"
         );
     }
+    let settings = |seed| {
+        run_settings(
+            args,
+            &TrainConfig {
+                seed,
+                ..config.clone()
+            },
+        )
+    };
+    let job = SeedJob::new(args, &settings)?;
     let crops_per_run = config
         .max_steps
         .map_or(config.epochs * args.epoch_crops, |steps| {
@@ -449,7 +530,7 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
             &args.data,
             args,
             config.crop,
-            crops_per_run * args.seeds,
+            crops_per_run * job.to_train(args),
             cancel,
         )?),
     };
@@ -474,6 +555,7 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
         steps,
         show_progress,
         cancel,
+        &job,
         &mut |seed, dir, progress| {
             let config = TrainConfig {
                 seed,
@@ -516,6 +598,16 @@ fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyh
         config.split_seed,
     )?;
     let schedule = Schedule::new(&config, split.pool);
+    let settings = |seed| {
+        run_settings(
+            args,
+            &SemiConfig {
+                seed,
+                ..config.clone()
+            },
+        )
+    };
+    let job = SeedJob::new(args, &settings)?;
     tracing::info!(
         labeled = split.len(),
         sub_images = split.pool,
@@ -529,7 +621,7 @@ fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyh
             inputs,
             args,
             config.tile,
-            schedule.slide_crops(&config) * args.seeds,
+            schedule.slide_crops(&config) * job.to_train(args),
             cancel,
         )?),
     };
@@ -540,6 +632,7 @@ fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyh
         schedule.steps,
         show_progress,
         cancel,
+        &job,
         &mut |seed, dir, progress| {
             let config = SemiConfig {
                 seed,

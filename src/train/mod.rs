@@ -32,7 +32,7 @@ pub use run::{
 pub use sampler::{
     bernoulli_entropy_bits, entropy_weights, sample_patches, CandidateGrid, PatchSample,
 };
-pub use seeds::{percentile, train_seeds, SeedRun, SeedsSummary};
+pub use seeds::{finished_mark, finished_runs, percentile, train_seeds, SeedRun, SeedsSummary};
 pub use step::{contrastive_objective, StepOutcome, Trainer};
 pub use threshold::{fit_gray_threshold, ThresholdFit};
 pub use validate::{dice_per_image, validation_dice};

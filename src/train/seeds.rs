@@ -1,15 +1,19 @@
 //! `--seeds N`: independent runs and their spread (paper Table 2: max, mean ± sd, 80th
-//! percentile over 10 initialisations).
+//! percentile over 10 initialisations). Each finished run leaves `seed.json`, so a long
+//! multi-seed job that was stopped can be resumed: runs finished with the same settings are
+//! kept, the others trained.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::error::TrainError;
 use super::run::TrainSummary;
 
 /// One of the runs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeedRun {
     pub seed: u64,
     pub run_dir: PathBuf,
@@ -75,26 +79,125 @@ fn summarise(runs: Vec<SeedRun>) -> SeedsSummary {
     }
 }
 
+/// `seed.json`: written into a run's folder once it has finished, with the settings it was
+/// trained with (what a resumed job compares).
+#[derive(Serialize, Deserialize)]
+struct FinishedRun {
+    run: SeedRun,
+    settings: Value,
+}
+
+const FINISHED: &str = "seed.json";
+
+fn seed_dir(run_dir: &Path, seed: u64) -> PathBuf {
+    run_dir.join(format!("seed-{seed}"))
+}
+
+/// The file that marks seed `seed`'s run under `run_dir` as finished.
+pub fn finished_mark(run_dir: &Path, seed: u64) -> PathBuf {
+    seed_dir(run_dir, seed).join(FINISHED)
+}
+
+/// The runs of seeds `first_seed`, `first_seed + 1`, … under `run_dir` that an earlier job
+/// finished with the same `settings(seed)`, by seed. A run stopped half-way has no
+/// `seed.json` and is not among them; a finished run with other settings is an error that
+/// names the settings that differ.
+pub fn finished_runs(
+    first_seed: u64,
+    seeds: usize,
+    run_dir: &Path,
+    settings: &dyn Fn(u64) -> Value,
+) -> Result<BTreeMap<u64, SeedRun>, TrainError> {
+    let mut finished = BTreeMap::new();
+    for seed in (first_seed..).take(seeds) {
+        let path = finished_mark(run_dir, seed);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(earlier) = serde_json::from_str::<FinishedRun>(&text) else {
+            tracing::warn!(file = %path.display(), "unreadable; the seed is trained again");
+            continue;
+        };
+        let expected = settings(seed);
+        if earlier.settings != expected {
+            return Err(TrainError::Config(format!(
+                "{}: seed {seed} was trained with other settings (changed: {}); resume with the \
+                 same flags, or use another --out",
+                path.display(),
+                differing_fields(&earlier.settings, &expected).join(", ")
+            )));
+        }
+        finished.insert(seed, earlier.run);
+    }
+    Ok(finished)
+}
+
+/// Names of the fields (dotted paths) where two JSON objects differ.
+fn differing_fields(a: &Value, b: &Value) -> Vec<String> {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter()
+                .flat_map(|key| {
+                    let (x, y) = (&a.get(key), &b.get(key));
+                    match (x, y) {
+                        (Some(x), Some(y)) if x == y => Vec::new(),
+                        (Some(x), Some(y)) if x.is_object() && y.is_object() => {
+                            differing_fields(x, y)
+                                .into_iter()
+                                .map(|inner| format!("{key}.{inner}"))
+                                .collect()
+                        }
+                        _ => vec![key.clone()],
+                    }
+                })
+                .collect()
+        }
+        _ => vec!["the settings".into()],
+    }
+}
+
 /// Trains `seeds` runs with seeds `first_seed`, `first_seed + 1`, … into
-/// `run_dir/seed-<s>/` with `run_one(seed, dir)` and writes `run_dir/summary.json`.
+/// `run_dir/seed-<s>/` with `run_one(seed, dir)`, except those in `keep` (see
+/// [`finished_runs`]), marks each finished run with its `settings(seed)`, and writes
+/// `run_dir/summary.json` over all of them.
 pub fn train_seeds(
     first_seed: u64,
     seeds: usize,
     run_dir: &Path,
+    settings: &dyn Fn(u64) -> Value,
+    keep: &BTreeMap<u64, SeedRun>,
     run_one: &mut dyn FnMut(u64, &Path) -> Result<TrainSummary, TrainError>,
 ) -> Result<SeedsSummary, TrainError> {
-    let runs = (0..seeds as u64)
-        .map(|i| {
-            let seed = first_seed + i;
-            let dir = run_dir.join(format!("seed-{seed}"));
+    let runs = (first_seed..)
+        .take(seeds)
+        .map(|seed| {
+            if let Some(run) = keep.get(&seed) {
+                tracing::info!(seed, "finished earlier; kept");
+                return Ok(run.clone());
+            }
+            let dir = seed_dir(run_dir, seed);
+            // A mark left by an earlier job would vouch for the run about to replace it.
+            let _ = std::fs::remove_file(finished_mark(run_dir, seed));
             let s = run_one(seed, &dir)?;
-            Ok(SeedRun {
+            let run = SeedRun {
                 seed,
                 run_dir: dir,
                 best_dice: s.best.map(|b| b.dice),
                 best_epoch: s.best.and_then(|b| b.epoch),
                 best_channel: s.best.map(|b| b.channel),
-            })
+            };
+            // Written last: a run killed before this point is trained again on resume.
+            let path = finished_mark(run_dir, seed);
+            let finished = FinishedRun {
+                run: run.clone(),
+                settings: settings(seed),
+            };
+            let json = serde_json::to_string_pretty(&finished).expect("seed.json serialises");
+            std::fs::write(&path, json).map_err(TrainError::io(&path))?;
+            Ok(run)
         })
         .collect::<Result<Vec<_>, TrainError>>()?;
     let summary = summarise(runs);
