@@ -358,10 +358,11 @@ impl<'a> SeedJob<'a> {
         let keep = if args.resume {
             finished_runs(args.seed, args.seeds, &args.out, settings)?
         } else {
+            // A single run writes no marks; its own guard is the existing model.json.
             let earlier = (args.seed..)
-                .take(args.seeds)
+                .take(if multi { args.seeds } else { 0 })
                 .map(|seed| finished_mark(&args.out, seed))
-                .find(|mark| multi && mark.exists());
+                .find(|mark| mark.exists());
             if let Some(mark) = earlier {
                 return Err(TrainError::Config(format!(
                     "{}: --out already holds finished runs; add --resume to keep them and \

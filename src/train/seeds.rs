@@ -140,18 +140,13 @@ fn differing_fields(a: &Value, b: &Value) -> Vec<String> {
             keys.sort();
             keys.dedup();
             keys.into_iter()
-                .flat_map(|key| {
-                    let (x, y) = (&a.get(key), &b.get(key));
-                    match (x, y) {
-                        (Some(x), Some(y)) if x == y => Vec::new(),
-                        (Some(x), Some(y)) if x.is_object() && y.is_object() => {
-                            differing_fields(x, y)
-                                .into_iter()
-                                .map(|inner| format!("{key}.{inner}"))
-                                .collect()
-                        }
-                        _ => vec![key.clone()],
-                    }
+                .flat_map(|key| match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) if x == y => Vec::new(),
+                    (Some(x), Some(y)) if x.is_object() && y.is_object() => differing_fields(x, y)
+                        .into_iter()
+                        .map(|inner| format!("{key}.{inner}"))
+                        .collect(),
+                    _ => vec![key.clone()],
                 })
                 .collect()
         }
