@@ -3,6 +3,7 @@
 
 mod card;
 mod checkpoint;
+mod layout;
 mod network;
 mod unet;
 

@@ -5,7 +5,9 @@
 //! `load_state_dict(..., strict=False)` (only BatchNorm's `num_batches_tracked` is absent).
 
 use tch::nn::{self, ModuleT};
-use tch::{Device, Tensor};
+use tch::Tensor;
+
+use super::layout::fast_layout;
 
 /// Channel width of every hidden layer.
 pub const HIDDEN_CHANNELS: i64 = 8;
@@ -92,11 +94,6 @@ impl Conv2dBlock {
     }
 }
 
-/// The same values as `x` (B×C×H×W) with channels-last strides.
-fn channels_last(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
-
 /// Confidence network with K sigmoid output channels. Takes raw RGB in [0,1] (B×3×H×W)
 /// through [`ModuleT::forward_t`] and returns confidences in (0,1) (B×K×H×W).
 #[derive(Debug)]
@@ -158,15 +155,7 @@ impl ConfidenceNet {
 
     /// Confidence maps (contiguous B×K×H×W) for an already normalised input.
     pub fn confidence(&self, normalised: &Tensor, train: bool) -> Tensor {
-        // On the CPU, oneDNN runs these 8-channel convolutions about 2.5× faster on
-        // channels-last (NHWC) maps than on NCHW ones, forward and backward
-        // (`cargo bench --bench train_steps`); the layout then carries through every layer.
-        // CUDA keeps NCHW: its kernels were never measured in NHWC.
-        let input = match normalised.device() {
-            Device::Cpu => channels_last(normalised),
-            _ => normalised.shallow_clone(),
-        };
-        let mut h = self.stem.forward_t(&input, train);
+        let mut h = self.stem.forward_t(&fast_layout(normalised), train);
         for [a, b] in &self.residual {
             h = &h + b.forward_t(&a.forward_t(&h, train), train);
         }

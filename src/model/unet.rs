@@ -20,6 +20,8 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
+use super::layout::fast_layout;
+
 /// Poolings in the encoder; the output is translation-equivariant for shifts by `UNET_ALIGN`.
 pub const UNET_DEPTH: usize = 3;
 /// Input sides must be multiples of this (2^depth): windows cut at other offsets see the
@@ -190,7 +192,7 @@ impl UNet {
     /// Logits and stride-8 features of `images` (RGB in [0,1]).
     pub fn forward_features(&self, images: &Tensor, train: bool) -> UNetOutput {
         let mut skips = Vec::with_capacity(UNET_DEPTH);
-        let mut h = images.shallow_clone();
+        let mut h = fast_layout(images);
         for block in &self.down {
             let features = block.forward_t(&h, train);
             h = features.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
@@ -213,8 +215,8 @@ impl UNet {
             ));
         }
         UNetOutput {
-            logits: h.apply(&self.classifier),
-            features: Tensor::cat(&pooled, 1),
+            logits: h.apply(&self.classifier).contiguous(),
+            features: Tensor::cat(&pooled, 1).contiguous(),
         }
     }
 
