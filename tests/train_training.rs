@@ -8,8 +8,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use slidestream::model::{load_run, Architecture, LoadedModel, Method};
 use slidestream::train::{
-    finished_mark, finished_runs, train, train_seeds, Batch, CropSource, Progress, StepOutcome,
-    TrainConfig, Trainer,
+    finished_mark, finished_runs, percentile, read_elapsed, train, train_seeds, Batch, CropSource,
+    Progress, SeedRun, StepOutcome, TrainConfig, Trainer,
 };
 use tch::{Device, Kind};
 
@@ -233,16 +233,49 @@ fn seeds_write_subfolders_and_summary_and_resume() {
             .unwrap();
     assert_eq!(json["runs"].as_array().unwrap().len(), 3);
     assert!(json["p80"].as_f64().unwrap() <= json["max"].as_f64().unwrap());
+    assert_eq!(summary.median, percentile(&dice, 50.0));
+    assert_eq!(summary.min, dice.iter().copied().reduce(f64::min));
+    // Timings are metrics.csv's: time to the best epoch, and the whole run.
+    for run in &summary.runs {
+        let rows = read_elapsed(&run.run_dir).unwrap();
+        let best = rows
+            .iter()
+            .find(|(e, _)| Some(*e) == run.best_epoch)
+            .unwrap();
+        assert_eq!(run.best_elapsed_s, Some(best.1));
+        assert_eq!(run.elapsed_s, Some(rows.last().unwrap().1));
+        assert!(best.1 > 0.0 && best.1 <= run.elapsed_s.unwrap());
+    }
 
     // Seed 6 was stopped before it finished: a resumed job keeps 5 and 7, trains 6 again,
     // and ends where one uninterrupted job ended.
     std::fs::remove_file(finished_mark(dir.path(), 6)).unwrap();
+    // Seed 5's mark is from before marks held timings: they come from its metrics.csv.
+    let mark = finished_mark(dir.path(), 5);
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mark).unwrap()).unwrap();
+    for timing in ["best_elapsed_s", "elapsed_s"] {
+        old["run"].as_object_mut().unwrap().remove(timing).unwrap();
+    }
+    std::fs::write(&mark, old.to_string()).unwrap();
     let keep = finished_runs(config.seed, 3, dir.path(), &settings).unwrap();
     assert_eq!(keep.keys().copied().collect::<Vec<_>>(), [5, 7]);
     trained.borrow_mut().clear();
     let resumed = train_seeds(config.seed, 3, dir.path(), &settings, &keep, &mut run_one).unwrap();
     assert_eq!(*trained.borrow(), [6]);
-    assert_eq!(resumed.runs, summary.runs);
+    // Seed 6 trained again took its own time; the kept runs, seed 5 included, are unchanged.
+    let untimed = |runs: &[SeedRun]| -> Vec<SeedRun> {
+        runs.iter()
+            .map(|r| SeedRun {
+                best_elapsed_s: None,
+                elapsed_s: None,
+                ..r.clone()
+            })
+            .collect()
+    };
+    assert_eq!(untimed(&resumed.runs), untimed(&summary.runs));
+    assert_eq!(resumed.runs[0], summary.runs[0]);
+    assert_eq!(resumed.runs[2], summary.runs[2]);
     assert_eq!(resumed.selected_seed, summary.selected_seed);
 
     // Other settings are refused, naming what differs.

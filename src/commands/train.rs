@@ -391,6 +391,23 @@ fn run_settings(args: &TrainArgs, config: &impl serde::Serialize) -> serde_json:
     })
 }
 
+/// One line per run of a multi-seed job: best Dice, where and when it was reached.
+fn print_runs(runs: &[SeedRun]) {
+    let cell = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    println!("seed  best Dice  epoch  channel  time to best (s)  run time (s)");
+    for run in runs {
+        println!(
+            "{:>4}  {:>9}  {:>5}  {:>7}  {:>16}  {:>12}",
+            run.seed,
+            cell(run.best_dice.map(|d| format!("{d:.4}"))),
+            cell(run.best_epoch.map(|e| e.to_string())),
+            cell(run.best_channel.map(|c| c.to_string())),
+            cell(run.best_elapsed_s.map(|s| format!("{s:.0}"))),
+            cell(run.elapsed_s.map(|s| format!("{s:.0}"))),
+        );
+    }
+}
+
 /// One training run: (seed, run directory, progress callback) → summary.
 type RunOne<'a> =
     dyn FnMut(u64, &Path, &mut dyn FnMut(Progress<'_>)) -> Result<TrainSummary, TrainError> + 'a;
@@ -445,15 +462,18 @@ fn train_and_report(
         )
         .map_err(interrupted)?;
         bar.finish_and_clear();
+        print_runs(&summary.runs);
         println!(
-            "{} runs ({} kept from an earlier job): best Dice max {:.4}, p80 {:.4}, mean {:.4} \
-             ± {:.4}; selected {}",
+            "{} runs ({} kept from an earlier job): best Dice max {:.4}, p80 {:.4}, median {:.4}, \
+             mean {:.4} ± {:.4}, min {:.4}; selected {}",
             summary.runs.len(),
             job.keep.len(),
             summary.max.unwrap_or(f64::NAN),
             summary.p80.unwrap_or(f64::NAN),
+            summary.median.unwrap_or(f64::NAN),
             summary.mean.unwrap_or(f64::NAN),
             summary.sd.unwrap_or(f64::NAN),
+            summary.min.unwrap_or(f64::NAN),
             summary
                 .selected_run_dir
                 .as_deref()

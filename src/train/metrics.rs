@@ -27,6 +27,27 @@ pub struct EpochMetrics {
     pub elapsed_s: f64,
 }
 
+/// `metrics.csv`'s (epoch, elapsed_s) pairs, for timings of a run that finished earlier;
+/// `None` if the file is missing or not one this module wrote.
+pub fn read_elapsed(run_dir: &Path) -> Option<Vec<(usize, f64)>> {
+    let text = std::fs::read_to_string(run_dir.join(METRICS_FILE)).ok()?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split(',').collect();
+    let column = |name: &str| header.iter().position(|&h| h == name);
+    let (epoch, elapsed) = (column("epoch")?, column("elapsed_s")?);
+    lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            Some((
+                fields.get(epoch)?.parse().ok()?,
+                fields.get(elapsed)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+const METRICS_FILE: &str = "metrics.csv";
+
 /// Appends one row per epoch to `metrics.csv`, flushing each so a crashed run keeps its log.
 #[derive(Debug)]
 pub struct MetricsCsv {
@@ -45,7 +66,7 @@ fn per_channel(values: &[f64], channels: usize) -> String {
 impl MetricsCsv {
     /// Creates `run_dir/metrics.csv` with a header for `channels` Dice columns.
     pub fn create(run_dir: &Path, channels: usize) -> Result<Self, TrainError> {
-        let path = run_dir.join("metrics.csv");
+        let path = run_dir.join(METRICS_FILE);
         let mut file = std::fs::File::create(&path).map_err(TrainError::io(&path))?;
         let dice: String = (0..channels).map(|c| format!(",val_dice_c{c}")).collect();
         let hema: String = (0..channels)

@@ -21,6 +21,28 @@ pub struct SeedRun {
     pub best_dice: Option<f64>,
     pub best_epoch: Option<usize>,
     pub best_channel: Option<usize>,
+    /// Wall seconds when the best epoch (validation included) had ended: time to best.
+    #[serde(default)]
+    pub best_elapsed_s: Option<f64>,
+    /// Wall seconds of the whole run, validation included.
+    #[serde(default)]
+    pub elapsed_s: Option<f64>,
+}
+
+impl SeedRun {
+    /// Fills the timings from the run's `metrics.csv` (one source for runs trained now and
+    /// runs kept from a job whose `seed.json` predates them).
+    fn with_timings(self) -> Self {
+        let rows = super::metrics::read_elapsed(&self.run_dir).unwrap_or_default();
+        Self {
+            best_elapsed_s: self
+                .best_epoch
+                .and_then(|best| rows.iter().find(|(epoch, _)| *epoch == best))
+                .map(|&(_, s)| s),
+            elapsed_s: rows.last().map(|&(_, s)| s),
+            ..self
+        }
+    }
 }
 
 /// Contents of `summary.json`. Statistics are over runs with a best Dice.
@@ -28,6 +50,8 @@ pub struct SeedRun {
 pub struct SeedsSummary {
     pub runs: Vec<SeedRun>,
     pub max: Option<f64>,
+    pub min: Option<f64>,
+    pub median: Option<f64>,
     /// Linear-interpolated 80th percentile (numpy's default).
     pub p80: Option<f64>,
     pub mean: Option<f64>,
@@ -70,6 +94,8 @@ fn summarise(runs: Vec<SeedRun>) -> SeedsSummary {
         });
     SeedsSummary {
         max: dice.iter().copied().reduce(f64::max),
+        min: dice.iter().copied().reduce(f64::min),
+        median: percentile(&dice, 50.0),
         p80: percentile(&dice, 80.0),
         mean,
         sd,
@@ -171,7 +197,7 @@ pub fn train_seeds(
         .map(|seed| {
             if let Some(run) = keep.get(&seed) {
                 tracing::info!(seed, "finished earlier; kept");
-                return Ok(run.clone());
+                return Ok(run.clone().with_timings());
             }
             let dir = seed_dir(run_dir, seed);
             // A mark left by an earlier job would vouch for the run about to replace it.
@@ -183,7 +209,10 @@ pub fn train_seeds(
                 best_dice: s.best.map(|b| b.dice),
                 best_epoch: s.best.and_then(|b| b.epoch),
                 best_channel: s.best.map(|b| b.channel),
-            };
+                best_elapsed_s: None,
+                elapsed_s: None,
+            }
+            .with_timings();
             // Written last: a run killed before this point is trained again on resume.
             let path = finished_mark(run_dir, seed);
             let finished = FinishedRun {
