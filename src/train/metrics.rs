@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use super::error::TrainError;
 
+const METRICS_FILE: &str = "metrics.csv";
+
 /// What one epoch did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EpochMetrics {
@@ -45,8 +47,6 @@ pub fn read_elapsed(run_dir: &Path) -> Option<Vec<(usize, f64)>> {
         })
         .collect()
 }
-
-const METRICS_FILE: &str = "metrics.csv";
 
 /// Appends one row per epoch to `metrics.csv`, flushing each so a crashed run keeps its log.
 #[derive(Debug)]
