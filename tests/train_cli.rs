@@ -79,7 +79,10 @@ fn a_multi_seed_job_resumes_only_with_the_same_flags() {
     );
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(
-        stdout.contains("time to best (s)") && stdout.contains(", median "),
+        stdout.contains("time to best (s)")
+            && stdout.contains(", median ")
+            && stdout.contains("label-free Dice (epoch/channel)")
+            && stdout.contains("label-free selection (no masks): median Dice "),
         "{stdout}"
     );
     // summary.json without the run times, which a retrained run does not repeat.

@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use slidestream::model::{load_run, Architecture, LoadedModel, Method};
 use slidestream::train::{
-    finished_mark, finished_runs, percentile, read_elapsed, train, train_seeds, Batch, CropSource,
+    finished_mark, finished_runs, percentile, read_metrics, train, train_seeds, Batch, CropSource,
     Progress, SeedRun, StepOutcome, TrainConfig, Trainer,
 };
 use tch::{Device, Kind};
@@ -202,13 +202,18 @@ fn seeds_write_subfolders_and_summary_and_resume() {
         .unwrap()
     };
     let trained = std::cell::RefCell::new(Vec::new());
+    let label_free_in_training = std::cell::RefCell::new(std::collections::BTreeMap::new());
     let mut run_one = |seed, run_dir: &std::path::Path| {
         trained.borrow_mut().push(seed);
         let config = TrainConfig {
             seed,
             ..config.clone()
         };
-        train(&config, &data, Some(&val), run_dir, &mut |_| {})
+        let summary = train(&config, &data, Some(&val), run_dir, &mut |_| {})?;
+        label_free_in_training
+            .borrow_mut()
+            .insert(seed, summary.label_free);
+        Ok(summary)
     };
     let none = Default::default();
     let summary = train_seeds(config.seed, 3, dir.path(), &settings, &none, &mut run_one).unwrap();
@@ -237,25 +242,48 @@ fn seeds_write_subfolders_and_summary_and_resume() {
     assert_eq!(summary.min, dice.iter().copied().reduce(f64::min));
     // Timings are metrics.csv's: time to the best epoch, and the whole run.
     for run in &summary.runs {
-        let rows = read_elapsed(&run.run_dir).unwrap();
+        let rows = read_metrics(&run.run_dir).unwrap();
         let best = rows
             .iter()
-            .find(|(e, _)| Some(*e) == run.best_epoch)
+            .find(|row| Some(row.epoch) == run.best_epoch)
             .unwrap();
-        assert_eq!(run.best_elapsed_s, Some(best.1));
-        assert_eq!(run.elapsed_s, Some(rows.last().unwrap().1));
-        assert!(best.1 > 0.0 && best.1 <= run.elapsed_s.unwrap());
+        assert_eq!(run.best_elapsed_s, Some(best.elapsed_s));
+        assert_eq!(run.elapsed_s, Some(rows.last().unwrap().elapsed_s));
+        assert!(best.elapsed_s > 0.0 && best.elapsed_s <= run.elapsed_s.unwrap());
+        assert_eq!(
+            best.val_dice[run.best_channel.unwrap()],
+            run.best_dice.unwrap()
+        );
     }
+    // The label-free choice read back from metrics.csv is the one training made.
+    for run in &summary.runs {
+        let in_training = label_free_in_training.borrow()[&run.seed];
+        assert!(in_training.is_some_and(|c| c.val_dice.is_some()));
+        assert_eq!(run.label_free, in_training);
+    }
+    let gaps: Vec<f64> = summary
+        .runs
+        .iter()
+        .map(|r| r.best_dice.unwrap() - r.label_free.unwrap().val_dice.unwrap())
+        .collect();
+    assert!(gaps.iter().all(|&gap| gap >= 0.0), "{gaps:?}");
+    let mean_gap = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    assert!((summary.label_free_mean_gap.unwrap() - mean_gap).abs() < 1e-12);
 
     // Seed 6 was stopped before it finished: a resumed job keeps 5 and 7, trains 6 again,
     // and ends where one uninterrupted job ended.
     std::fs::remove_file(finished_mark(dir.path(), 6)).unwrap();
-    // Seed 5's mark is from before marks held timings: they come from its metrics.csv.
+    // Seed 5's mark is from before marks held timings and the label-free choice: they come
+    // from its metrics.csv.
     let mark = finished_mark(dir.path(), 5);
     let mut old: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&mark).unwrap()).unwrap();
-    for timing in ["best_elapsed_s", "elapsed_s"] {
-        old["run"].as_object_mut().unwrap().remove(timing).unwrap();
+    for recorded in ["best_elapsed_s", "elapsed_s", "label_free"] {
+        old["run"]
+            .as_object_mut()
+            .unwrap()
+            .remove(recorded)
+            .unwrap();
     }
     std::fs::write(&mark, old.to_string()).unwrap();
     let keep = finished_runs(config.seed, 3, dir.path(), &settings).unwrap();

@@ -391,19 +391,27 @@ fn run_settings(args: &TrainArgs, config: &impl serde::Serialize) -> serde_json:
     })
 }
 
-/// One line per run of a multi-seed job: best Dice, where and when it was reached.
+/// One line per run of a multi-seed job: best Dice, where and when it was reached, and
+/// what label-free selection would have picked instead.
 fn print_runs(runs: &[SeedRun]) {
     let cell = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    println!("seed  best Dice  epoch  channel  time to best (s)  run time (s)");
+    println!(
+        "seed  best Dice  epoch  channel  time to best (s)  run time (s)  label-free Dice (epoch/channel)"
+    );
     for run in runs {
+        let label_free = run.label_free.map(|choice| {
+            let dice = cell(choice.val_dice.map(|d| format!("{d:.4}")));
+            format!("{dice} ({}/{})", choice.epoch, choice.channel)
+        });
         println!(
-            "{:>4}  {:>9}  {:>5}  {:>7}  {:>16}  {:>12}",
+            "{:>4}  {:>9}  {:>5}  {:>7}  {:>16}  {:>12}  {:>31}",
             run.seed,
             cell(run.best_dice.map(|d| format!("{d:.4}"))),
             cell(run.best_epoch.map(|e| e.to_string())),
             cell(run.best_channel.map(|c| c.to_string())),
             cell(run.best_elapsed_s.map(|s| format!("{s:.0}"))),
             cell(run.elapsed_s.map(|s| format!("{s:.0}"))),
+            cell(label_free),
         );
     }
 }
@@ -479,6 +487,13 @@ fn train_and_report(
                 .as_deref()
                 .map_or("-".into(), |p| p.display().to_string())
         );
+        if let (Some(median), Some(gap)) = (summary.label_free_median, summary.label_free_mean_gap)
+        {
+            println!(
+                "label-free selection (no masks): median Dice {median:.4}, {gap:.4} below the \
+                 validation-selected checkpoint on average"
+            );
+        }
         return Ok(());
     }
     let summary = run_one(args.seed, &args.out, &mut on_progress).map_err(interrupted)?;

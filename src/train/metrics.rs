@@ -8,6 +8,9 @@ use serde::Serialize;
 use super::error::TrainError;
 
 const METRICS_FILE: &str = "metrics.csv";
+/// Header prefixes of the per-channel columns (`val_dice_c0`, …).
+const DICE_PREFIX: &str = "val_dice_c";
+const HEMA_PREFIX: &str = "hema_agreement_c";
 
 /// What one epoch did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,21 +32,48 @@ pub struct EpochMetrics {
     pub elapsed_s: f64,
 }
 
-/// `metrics.csv`'s (epoch, elapsed_s) pairs, for timings of a run that finished earlier;
-/// `None` if the file is missing or not one this module wrote.
-pub fn read_elapsed(run_dir: &Path) -> Option<Vec<(usize, f64)>> {
+/// One row of a `metrics.csv` read back: what a summary of finished runs needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEpoch {
+    pub epoch: usize,
+    /// Empty when the run had no validation data.
+    pub val_dice: Vec<f64>,
+    pub hematoxylin_agreement: Vec<f64>,
+    pub elapsed_s: f64,
+}
+
+/// The rows of `run_dir/metrics.csv`, for a run that finished earlier; `None` if the file
+/// is missing or not one this module wrote.
+pub fn read_metrics(run_dir: &Path) -> Option<Vec<RecordedEpoch>> {
     let text = std::fs::read_to_string(run_dir.join(METRICS_FILE)).ok()?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next()?.split(',').collect();
     let column = |name: &str| header.iter().position(|&h| h == name);
+    let columns_starting = |prefix: &str| -> Vec<usize> {
+        (0..header.len())
+            .filter(|&i| header[i].starts_with(prefix))
+            .collect()
+    };
     let (epoch, elapsed) = (column("epoch")?, column("elapsed_s")?);
+    let (dice, hema) = (columns_starting(DICE_PREFIX), columns_starting(HEMA_PREFIX));
     lines
         .map(|line| {
             let fields: Vec<&str> = line.split(',').collect();
-            Some((
-                fields.get(epoch)?.parse().ok()?,
-                fields.get(elapsed)?.parse().ok()?,
-            ))
+            // Per-channel values; fields left empty (no validation data) are absent.
+            let values = |columns: &[usize]| -> Option<Vec<f64>> {
+                columns
+                    .iter()
+                    .map(|&i| fields.get(i))
+                    .filter(|field| field.is_none_or(|f| !f.is_empty()))
+                    .map(|field| field?.parse().ok())
+                    .collect()
+            };
+            Some(RecordedEpoch {
+                epoch: fields.get(epoch)?.parse().ok()?,
+                val_dice: values(&dice)?,
+                hematoxylin_agreement: values(&hema)?,
+                elapsed_s: fields.get(elapsed)?.parse().ok()?,
+            })
         })
         .collect()
 }
@@ -68,9 +98,11 @@ impl MetricsCsv {
     pub fn create(run_dir: &Path, channels: usize) -> Result<Self, TrainError> {
         let path = run_dir.join(METRICS_FILE);
         let mut file = std::fs::File::create(&path).map_err(TrainError::io(&path))?;
-        let dice: String = (0..channels).map(|c| format!(",val_dice_c{c}")).collect();
+        let dice: String = (0..channels)
+            .map(|c| format!(",{DICE_PREFIX}{c}"))
+            .collect();
         let hema: String = (0..channels)
-            .map(|c| format!(",hema_agreement_c{c}"))
+            .map(|c| format!(",{HEMA_PREFIX}{c}"))
             .collect();
         writeln!(
             file,
@@ -100,5 +132,57 @@ impl MetricsCsv {
         )
         .and_then(|()| self.file.flush())
         .map_err(TrainError::io(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(epoch: usize, val_dice: Vec<f64>, elapsed_s: f64) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            loss: (epoch > 0).then_some(1.25),
+            intra: None,
+            inter: None,
+            steps: 3,
+            skipped_steps: 0,
+            val_dice,
+            hematoxylin_agreement: vec![0.1 + epoch as f64, 1.0 / 3.0],
+            elapsed_s,
+        }
+    }
+
+    #[test]
+    fn metrics_read_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = [
+            epoch(0, vec![0.3, 2.0 / 7.0], 1.5),
+            epoch(1, Vec::new(), 2.25),
+        ];
+        let mut csv = MetricsCsv::create(dir.path(), 2).unwrap();
+        for m in &written {
+            csv.append(m).unwrap();
+        }
+        let read = read_metrics(dir.path()).unwrap();
+        let expected: Vec<RecordedEpoch> = written
+            .iter()
+            .map(|m| RecordedEpoch {
+                epoch: m.epoch,
+                val_dice: m.val_dice.clone(),
+                hematoxylin_agreement: m.hematoxylin_agreement.clone(),
+                elapsed_s: m.elapsed_s,
+            })
+            .collect();
+        // Bit for bit: a choice recomputed from the file is the one training made.
+        assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn foreign_metrics_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_metrics(dir.path()), None);
+        std::fs::write(dir.path().join(METRICS_FILE), "epoch,elapsed_s\n0,abc\n").unwrap();
+        assert_eq!(read_metrics(dir.path()), None);
     }
 }

@@ -24,7 +24,7 @@ pub use curves::draw_curves;
 pub use data::{Batch, CropSource, DataError, FolderImage, Labeled, LabeledFolder, LabeledSet};
 pub use error::TrainError;
 pub use loss::{contrastive_loss, similarity_matrix, LossParts};
-pub use metrics::{read_elapsed, EpochMetrics, MetricsCsv};
+pub use metrics::{read_metrics, EpochMetrics, MetricsCsv, RecordedEpoch};
 pub use patches::attended_patches;
 pub use run::{
     train, Best, LabelFreeChoice, Progress, TrainSummary, CONFIDENCE_THRESHOLD, PROBE_CROPS,

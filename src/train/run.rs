@@ -6,7 +6,7 @@ use std::time::Instant;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::config::{Method, TrainConfig};
 use super::curves::draw_curves;
@@ -36,12 +36,36 @@ pub enum Progress<'a> {
 
 /// The checkpoint label-free selection would pick: the (epoch, channel) with the highest
 /// hematoxylin agreement, and what it scores on validation when labels exist.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LabelFreeChoice {
     pub epoch: usize,
     pub channel: usize,
     pub agreement: f64,
     pub val_dice: Option<f64>,
+}
+
+impl LabelFreeChoice {
+    /// The choice after one more epoch with per-channel `agreement` and `val_dice`: its best
+    /// channel if that beats `current` (the earlier one wins ties). One rule for training
+    /// and for runs read back from `metrics.csv`.
+    pub fn after_epoch(
+        current: Option<Self>,
+        epoch: usize,
+        agreement: &[f64],
+        val_dice: &[f64],
+    ) -> Option<Self> {
+        match best_channel(agreement) {
+            Some((channel, agreement)) if current.is_none_or(|c| agreement > c.agreement) => {
+                Some(Self {
+                    epoch,
+                    channel,
+                    agreement,
+                    val_dice: val_dice.get(channel).copied(),
+                })
+            }
+            _ => current,
+        }
+    }
 }
 
 /// Fixed crops (drawn once, with their own seed) on which label-free selection is scored.
@@ -70,7 +94,8 @@ pub struct TrainSummary {
     pub epochs: Vec<EpochMetrics>,
 }
 
-fn mean(values: &[f64]) -> Option<f64> {
+/// Arithmetic mean; `None` for no values.
+pub(super) fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
@@ -230,17 +255,13 @@ pub fn train(
             elapsed_s: start.elapsed().as_secs_f64(),
         };
         csv.append(&metrics)?;
-        let label_free_candidate = best_channel(&metrics.hematoxylin_agreement);
-        let label_free_improved =
-            label_free_candidate.is_some_and(|(_, a)| label_free.is_none_or(|l| a > l.agreement));
-        if let Some((channel, agreement)) = label_free_candidate.filter(|_| label_free_improved) {
-            label_free = Some(LabelFreeChoice {
-                epoch,
-                channel,
-                agreement,
-                val_dice: metrics.val_dice.get(channel).copied(),
-            });
-        }
+        let previous_label_free = label_free;
+        label_free = LabelFreeChoice::after_epoch(
+            previous_label_free,
+            epoch,
+            &metrics.hematoxylin_agreement,
+            &metrics.val_dice,
+        );
         // Paper 3.2: keep the (epoch, channel) with the highest validation Dice (first one
         // on ties); without validation data, the one with the highest hematoxylin agreement.
         let candidate = best_channel(&metrics.val_dice);
@@ -256,11 +277,11 @@ pub fn train(
                 }
                 (improved, Selection::ValidationDice, channel)
             }
-            None => match label_free_candidate {
-                Some((channel, _)) => (
-                    label_free_improved,
+            None => match label_free {
+                Some(choice) => (
+                    label_free != previous_label_free,
                     Selection::HematoxylinAgreement,
-                    channel,
+                    choice.channel,
                 ),
                 None => (true, Selection::LastEpoch, 0),
             },

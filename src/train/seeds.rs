@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::TrainError;
-use super::run::TrainSummary;
+use super::metrics::read_metrics;
+use super::run::{mean, LabelFreeChoice, TrainSummary};
 
 /// One of the runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,19 +28,31 @@ pub struct SeedRun {
     /// Wall seconds of the whole run, validation included.
     #[serde(default)]
     pub elapsed_s: Option<f64>,
+    /// What label-free selection picks in this run, and its validation Dice: how close
+    /// choosing without masks comes to `best_dice`.
+    #[serde(default)]
+    pub label_free: Option<LabelFreeChoice>,
 }
 
 impl SeedRun {
-    /// Fills the timings from the run's `metrics.csv` (one source for runs trained now and
-    /// runs kept from a job whose `seed.json` predates them).
-    fn with_timings(self) -> Self {
-        let rows = super::metrics::read_elapsed(&self.run_dir).unwrap_or_default();
+    /// Fills the timings and the label-free choice from the run's `metrics.csv` (one source
+    /// for runs trained now and runs kept from a job whose `seed.json` predates them).
+    fn with_recorded(self) -> Self {
+        let rows = read_metrics(&self.run_dir).unwrap_or_default();
         Self {
             best_elapsed_s: self
                 .best_epoch
-                .and_then(|best| rows.iter().find(|(epoch, _)| *epoch == best))
-                .map(|&(_, s)| s),
-            elapsed_s: rows.last().map(|&(_, s)| s),
+                .and_then(|best| rows.iter().find(|row| row.epoch == best))
+                .map(|row| row.elapsed_s),
+            elapsed_s: rows.last().map(|row| row.elapsed_s),
+            label_free: rows.iter().fold(None, |choice, row| {
+                LabelFreeChoice::after_epoch(
+                    choice,
+                    row.epoch,
+                    &row.hematoxylin_agreement,
+                    &row.val_dice,
+                )
+            }),
             ..self
         }
     }
@@ -60,6 +73,11 @@ pub struct SeedsSummary {
     /// Seed of the run with the highest validation Dice (what `segment` should use).
     pub selected_seed: Option<u64>,
     pub selected_run_dir: Option<PathBuf>,
+    /// Median validation Dice of the label-free choices.
+    pub label_free_median: Option<f64>,
+    /// Mean of `best_dice` − the label-free choice's Dice over the runs that have both:
+    /// what selecting without masks costs.
+    pub label_free_mean_gap: Option<f64>,
 }
 
 /// Linear-interpolated percentile `q` ∈ [0, 100] of `values`.
@@ -74,16 +92,20 @@ pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
 
 fn summarise(runs: Vec<SeedRun>) -> SeedsSummary {
     let dice: Vec<f64> = runs.iter().filter_map(|r| r.best_dice).collect();
-    let n = dice.len() as f64;
-    let mean = (!dice.is_empty()).then(|| dice.iter().sum::<f64>() / n);
-    let sd = mean.map(|m| {
+    let mean_dice = mean(&dice);
+    let sd = mean_dice.map(|m| {
         let ss: f64 = dice.iter().map(|d| (d - m).powi(2)).sum();
         if dice.len() > 1 {
-            (ss / (n - 1.0)).sqrt()
+            (ss / (dice.len() - 1) as f64).sqrt()
         } else {
             0.0
         }
     });
+    let label_free_dice: Vec<f64> = runs.iter().filter_map(|r| r.label_free?.val_dice).collect();
+    let label_free_gaps: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| Some(r.best_dice? - r.label_free?.val_dice?))
+        .collect();
     let selected = runs
         .iter()
         .filter(|r| r.best_dice.is_some())
@@ -97,10 +119,12 @@ fn summarise(runs: Vec<SeedRun>) -> SeedsSummary {
         min: dice.iter().copied().reduce(f64::min),
         median: percentile(&dice, 50.0),
         p80: percentile(&dice, 80.0),
-        mean,
+        mean: mean_dice,
         sd,
         selected_seed: selected.map(|r| r.seed),
         selected_run_dir: selected.map(|r| r.run_dir.clone()),
+        label_free_median: percentile(&label_free_dice, 50.0),
+        label_free_mean_gap: mean(&label_free_gaps),
         runs,
     }
 }
@@ -197,7 +221,7 @@ pub fn train_seeds(
         .map(|seed| {
             if let Some(run) = keep.get(&seed) {
                 tracing::info!(seed, "finished earlier; kept");
-                return Ok(run.clone().with_timings());
+                return Ok(run.clone().with_recorded());
             }
             let dir = seed_dir(run_dir, seed);
             // A mark left by an earlier job would vouch for the run about to replace it.
@@ -211,8 +235,9 @@ pub fn train_seeds(
                 best_channel: s.best.map(|b| b.channel),
                 best_elapsed_s: None,
                 elapsed_s: None,
+                label_free: None,
             }
-            .with_timings();
+            .with_recorded();
             // Written last: a run killed before this point is trained again on resume.
             let path = finished_mark(run_dir, seed);
             let finished = FinishedRun {
