@@ -40,7 +40,8 @@ pub struct TrainArgs {
     /// contrastive = label-free (seed 000), supervised = BCE on masks (or, with
     /// --labeled-fraction, SupOnly: the CDCL network on the labeled sub-images alone),
     /// threshold = best gray cut, cdcl = semi-supervised mean teacher with cross-patch dense
-    /// contrastive learning (seed 003).
+    /// contrastive learning (seed 003), hematoxylin = label-free: BCE on each crop's
+    /// hematoxylin stain map (colour deconvolution above the crop's Otsu cut), no masks.
     #[arg(long, value_enum, default_value = "contrastive")]
     pub method: Method,
     /// Epochs [default: 300; 80 for cdcl/SupOnly]. An epoch is one crop per training image

@@ -19,6 +19,9 @@ pub enum Method {
     Threshold,
     /// Semi-supervised cross-patch dense contrastive learning with a mean teacher (seed 003).
     Cdcl,
+    /// Label-free: same network, K=1, trained with BCE on each crop's hematoxylin map
+    /// (colour deconvolution cut at the crop's Otsu threshold) instead of masks.
+    Hematoxylin,
 }
 
 /// What model `model.json` describes and hence how foreground is decided.

@@ -8,7 +8,7 @@
 //! paper's own alternative, patch-confidence bimodality (appendix D), does not tell nuclei
 //! from background channels, which are just as bimodal.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Stain optical-density vectors (rows: hematoxylin, eosin, DAB) in RGB.
 const RGB_FROM_HED: [[f64; 3]; 3] = [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]];
@@ -53,58 +53,48 @@ pub fn hematoxylin(images: &Tensor) -> Tensor {
         .clamp_min(0.0)
 }
 
-/// The Otsu threshold of `values` (between-class variance over a 256-bin histogram).
-pub fn otsu(values: &[f32]) -> f32 {
-    let (lo, hi) = values
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    if hi <= lo || hi.is_nan() {
-        return lo;
-    }
-    let width = (hi - lo) / OTSU_BINS as f32;
-    let mut histogram = [0u64; OTSU_BINS];
-    for &v in values {
-        histogram[(((v - lo) / width) as usize).min(OTSU_BINS - 1)] += 1;
-    }
-    let total = values.len() as f64;
-    let sum_all: f64 = histogram
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| i as f64 * n as f64)
-        .sum();
-    let (mut below, mut sum_below) = (0.0, 0.0);
-    let (mut best, mut best_bin) = (f64::MIN, 0);
-    for (i, &n) in histogram.iter().enumerate() {
-        below += n as f64;
-        sum_below += i as f64 * n as f64;
-        let above = total - below;
-        if below == 0.0 || above == 0.0 {
-            continue;
-        }
-        let mean_gap = sum_below / below - (sum_all - sum_below) / above;
-        let variance = below * above * mean_gap * mean_gap;
-        if variance > best {
-            best = variance;
-            best_bin = i;
-        }
-    }
-    lo + width * (best_bin + 1) as f32
+/// Otsu threshold of every row of `values` (B×N → B, on `values`' device): the cut of a
+/// 256-bin histogram over the row's range that maximises the between-class variance. Rows
+/// are independent, so a batch of crops gets one threshold per crop without a host round
+/// trip. A constant row's threshold is its value.
+pub fn otsu_thresholds(values: &Tensor) -> Tensor {
+    let values = values.to_kind(Kind::Float);
+    let (rows, device) = (values.size()[0], values.device());
+    let lo = values.amin(1, true);
+    let hi = values.amax(1, true);
+    let width = (&hi - &lo) / OTSU_BINS as f64;
+    let bins = ((&values - &lo) / width.clamp_min(f64::from(f32::MIN_POSITIVE)))
+        .floor()
+        .clamp(0.0, (OTSU_BINS - 1) as f64)
+        .to_kind(Kind::Int64);
+    let histogram = Tensor::zeros([rows, OTSU_BINS as i64], (Kind::Double, device)).scatter_add(
+        1,
+        &bins,
+        &bins.ones_like().to_kind(Kind::Double),
+    );
+    let level = Tensor::arange(OTSU_BINS as i64, (Kind::Double, device));
+    let weighted = &histogram * &level;
+    let below = histogram.cumsum(1, Kind::Double);
+    let sum_below = weighted.cumsum(1, Kind::Double);
+    let total = below.select(1, OTSU_BINS as i64 - 1).unsqueeze(1);
+    let sum_all = sum_below.select(1, OTSU_BINS as i64 - 1).unsqueeze(1);
+    let above = &total - &below;
+    let mean_gap =
+        &sum_below / below.clamp_min(1.0) - (&sum_all - &sum_below) / above.clamp_min(1.0);
+    // Cuts with an empty class are not splits.
+    let variance = (&below * &above * mean_gap.square())
+        .where_self(&below.gt(0.0).logical_and(&above.gt(0.0)), &(-1.0).into());
+    let best_bin = variance.argmax(1, true).to_kind(Kind::Float);
+    let threshold = &lo + &width * (best_bin + 1.0);
+    threshold.where_self(&hi.gt_tensor(&lo), &lo).squeeze_dim(1)
 }
 
-/// Per-image hematoxylin nuclei maps (B×H×W bool) of RGB images in [0,1].
+/// Per-image hematoxylin nuclei maps (B×H×W bool) of RGB images in [0,1]: hematoxylin
+/// density above the image's own Otsu threshold, so stain strength may differ per image.
 pub fn hematoxylin_masks(images: &Tensor) -> Tensor {
     let density = hematoxylin(images);
-    let masks: Vec<Tensor> = (0..density.size()[0])
-        .map(|i| {
-            let image = density.get(i);
-            let values =
-                Vec::<f32>::try_from(image.to_device(Device::Cpu).reshape([-1])).expect("floats");
-            image.gt(f64::from(otsu(&values)))
-        })
-        .collect();
-    Tensor::stack(&masks, 0)
+    let thresholds = otsu_thresholds(&density.flatten(1, -1));
+    density.gt_tensor(&thresholds.view([-1, 1, 1]))
 }
 
 /// Mean over images of the Dice between each channel's foreground (`confidence` B×K×H×W
@@ -152,12 +142,41 @@ mod tests {
     }
 
     #[test]
-    fn otsu_splits_two_clusters() {
-        let mut values = vec![0.1f32; 100];
-        values.extend(vec![0.9f32; 50]);
-        let t = otsu(&values);
-        assert!(t > 0.1 && t <= 0.9, "{t}");
-        assert_eq!(otsu(&[0.5; 10]), 0.5);
+    fn otsu_splits_each_row_between_its_own_clusters() {
+        // Row 0: 100 × 0.1 and 50 × 0.9; row 1: the same scaled by 10; row 2: constant.
+        let mut rows = vec![0.1f32; 100];
+        rows.extend(vec![0.9f32; 50]);
+        rows.extend(rows.clone().iter().map(|v| v * 10.0).collect::<Vec<_>>());
+        rows.extend(vec![0.5f32; 150]);
+        let values = Tensor::from_slice(&rows).view([3, 150]);
+        let t = Vec::<f32>::try_from(otsu_thresholds(&values)).unwrap();
+        assert!(t[0] > 0.1 && t[0] <= 0.9, "{t:?}");
+        assert!(t[1] > 1.0 && t[1] <= 9.0, "{t:?}");
+        assert_eq!(t[2], 0.5);
+    }
+
+    #[test]
+    fn otsu_matches_an_exhaustive_search_of_the_best_cut() {
+        // Three overlapping populations; the Otsu cut maximises between-class variance.
+        let values: Vec<f32> = (0..3000)
+            .map(|i| {
+                let centre = [0.2f32, 0.5, 0.7][i % 3];
+                centre + ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.3
+            })
+            .collect();
+        let t = Vec::<f32>::try_from(otsu_thresholds(&Tensor::from_slice(&values).view([1, -1])))
+            .unwrap()[0];
+        let variance = |cut: f32| {
+            let (low, high): (Vec<f32>, Vec<f32>) = values.iter().partition(|&&v| v < cut);
+            let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+            low.len() as f32 * high.len() as f32 * (mean(&high) - mean(&low)).powi(2)
+        };
+        let (lo, hi) = (-0.05f32, 0.95f32);
+        let best = (1..1000)
+            .map(|i| lo + (hi - lo) * i as f32 / 1000.0)
+            .map(variance)
+            .fold(0.0f32, f32::max);
+        assert!(variance(t) >= 0.999 * best, "{} < {best}", variance(t));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use tch::{Kind, Reduction, Tensor};
 use super::config::{Method, TrainConfig};
 use super::data::Batch;
 use super::error::TrainError;
+use super::label_free::hematoxylin_masks;
 use super::loss::{contrastive_loss, LossParts};
 use super::patches::attended_patches;
 use super::sampler::{sample_patches, CandidateGrid};
@@ -80,11 +81,12 @@ pub struct Trainer {
 
 impl Trainer {
     /// A freshly initialised network (from torch's global RNG: call `tch::manual_seed`
-    /// first for reproducibility). The supervised baseline always has one channel.
+    /// first for reproducibility). The methods trained on a target map (masks or
+    /// hematoxylin) have one channel.
     pub fn new(config: &TrainConfig) -> Result<Self, TrainError> {
         let vs = nn::VarStore::new(config.device);
         let channels = match config.method {
-            Method::Supervised => 1,
+            Method::Supervised | Method::Hematoxylin => 1,
             _ => config.channels as i64,
         };
         let net = ConfidenceNet::new(&vs.root(), channels, config.epsilon);
@@ -116,12 +118,14 @@ impl Trainer {
                 let masks = batch.masks.as_ref().ok_or_else(|| {
                     TrainError::NeedsMasks("the crop source returned crops without masks".into())
                 })?;
-                let confidence = self.net.forward_t(&batch.images, true);
-                (
-                    confidence.binary_cross_entropy(masks, None::<Tensor>, Reduction::Mean),
-                    None,
-                    None,
-                )
+                (self.cross_entropy(&batch.images, masks), None, None)
+            }
+            Method::Hematoxylin => {
+                // Per crop, so that each slide's (or image's) stain strength sets its own cut.
+                let target = hematoxylin_masks(&batch.images)
+                    .unsqueeze(1)
+                    .to_kind(Kind::Float);
+                (self.cross_entropy(&batch.images, &target), None, None)
             }
             Method::Threshold | Method::Cdcl => {
                 return Err(TrainError::Config(format!(
@@ -136,5 +140,14 @@ impl Trainer {
             intra,
             inter,
         })
+    }
+
+    /// Mean binary cross-entropy of the confidence map against `target` (B×1×H×W in [0,1]).
+    fn cross_entropy(&self, images: &Tensor, target: &Tensor) -> Tensor {
+        self.net.forward_t(images, true).binary_cross_entropy(
+            target,
+            None::<Tensor>,
+            Reduction::Mean,
+        )
     }
 }
