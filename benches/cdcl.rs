@@ -282,7 +282,7 @@ fn main() -> anyhow::Result<()> {
                 ..TrainConfig::default()
             };
             let start = Instant::now();
-            let summary = train(&config, &folder, Some(&val), dir, &mut |_| {})?;
+            let summary = train(&config, &folder, Some(&val), dir, false, &mut |_| {})?;
             Ok(RunResult::of(REFERENCE, "0", &summary, score(dir)?, start))
         })?;
         println!(

@@ -12,8 +12,8 @@ use slidestream::segment::{
     segment_slide, sidecar_path, Geometry, Predictor, SegmentError, SegmentOptions,
 };
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tch::nn::{self, ModuleT};
+use std::sync::{Arc, Mutex};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 /// Which untrained network [`median_split_model`] saves.
@@ -28,6 +28,10 @@ enum Net {
 /// about half the pixels are foreground and many sit near the decision boundary: the
 /// hardest case for exact seams.
 fn median_split_model(dir: &Path, image: &Path, net: Net) -> PathBuf {
+    // Test threads share torch's RNG: without the lock another test's draws interleave with
+    // this initialisation and the network, hence the test, changes from run to run.
+    static TORCH_RNG: Mutex<()> = Mutex::new(());
+    let _torch = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(11);
     let vs = nn::VarStore::new(Device::Cpu);
     let rgb = image::open(image).unwrap().to_rgb8();
@@ -40,7 +44,7 @@ fn median_split_model(dir: &Path, image: &Path, net: Net) -> PathBuf {
     let (confidence, architecture, input_normalisation, width) = match net {
         Net::Confidence => {
             let net = ConfidenceNet::new(&vs.root(), 2, 0.05);
-            let confidence = tch::no_grad(|| net.forward_t(&input, false));
+            let confidence = net.infer(&input);
             let normalisation = InputNormalisation::Epsilon { epsilon: 0.05 };
             (confidence, Architecture::ConfidenceNet, normalisation, None)
         }

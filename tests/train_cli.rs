@@ -116,7 +116,7 @@ fn a_multi_seed_job_resumes_only_with_the_same_flags() {
         String::from_utf8_lossy(&resumed.stdout)
     );
     assert_eq!(untimed_summary(), summary);
-    // Other flags are refused, naming the one that changed; so is --resume on one run.
+    // Other flags are refused, naming the one that changed.
     let other = run(
         dir.path(),
         &out,
@@ -128,12 +128,49 @@ fn a_multi_seed_job_resumes_only_with_the_same_flags() {
         "{}",
         stderr(&other)
     );
-    let single = run(dir.path(), &dir.path().join("one"), &["--resume"]);
-    assert_eq!(single.status.code(), Some(2), "{}", stderr(&single));
+    // A cdcl run cannot go on from a checkpoint: --resume needs --seeds there.
+    let cdcl = run(
+        dir.path(),
+        &dir.path().join("cdcl"),
+        &["--method", "cdcl", "--resume"],
+    );
+    assert_eq!(cdcl.status.code(), Some(2), "{}", stderr(&cdcl));
+    assert!(stderr(&cdcl).contains("runs restart"), "{}", stderr(&cdcl));
+}
+
+/// The guards around one run's checkpoint (how a run goes on from it is tested in
+/// `train_determinism`): a finished run is not retrained, an interrupted one is not
+/// overwritten without --resume, and a broken checkpoint is named.
+#[test]
+fn one_run_resumes_only_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    labeled_folder(dir.path(), 160, 0);
+    let out = dir.path().join("one");
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+    let first = run(dir.path(), &out, &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(!out.join("checkpoint.json").exists());
+    let finished = run(dir.path(), &out, &["--resume"]);
+    assert!(!finished.status.success());
     assert!(
-        stderr(&single).contains("--seeds 2 or more"),
+        stderr(&finished).contains("already holds a trained model"),
         "{}",
-        stderr(&single)
+        stderr(&finished)
+    );
+    std::fs::write(out.join("checkpoint.json"), "{}").unwrap();
+    let fresh = run(dir.path(), &out, &[]);
+    assert!(!fresh.status.success());
+    assert!(
+        stderr(&fresh).contains("add --resume"),
+        "{}",
+        stderr(&fresh)
+    );
+    let broken = run(dir.path(), &out, &["--resume"]);
+    assert_eq!(broken.status.code(), Some(2), "{}", stderr(&broken));
+    assert!(
+        stderr(&broken).contains("checkpoint.json: not a checkpoint"),
+        "{}",
+        stderr(&broken)
     );
 }
 

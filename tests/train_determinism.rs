@@ -1,25 +1,36 @@
-//! Same seed, same weights (own test binary: torch's RNG is process-global).
+//! Same seed, same weights, also across an interruption (own test binary: torch's RNG is
+//! process-global).
 
 mod common;
 
-use slidestream::train::{train, TrainConfig};
+use std::cell::Cell;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rand_chacha::ChaCha8Rng;
+use slidestream::train::{
+    has_checkpoint, train, Batch, CropSource, DataError, LabeledFolder, TrainConfig, TrainError,
+};
 use tch::Device;
 
-fn weights_after(seed: u64) -> Vec<(String, tch::Tensor)> {
-    let data = common::disks(6, 64, 6, 10, 11);
-    let dir = tempfile::tempdir().unwrap();
-    let config = TrainConfig {
+/// Held by every test: torch's RNG is shared by the test threads.
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+fn config(seed: u64, epochs: usize) -> TrainConfig {
+    TrainConfig {
         seed,
-        epochs: 2,
+        epochs,
         channels: 2,
         crop: 48,
         batch: 3,
         patch_size: 16,
         stride: 8,
         ..TrainConfig::default()
-    };
-    train(&config, &data, None, dir.path(), &mut |_| {}).unwrap();
-    let (model, _) = slidestream::model::load_run(dir.path(), Device::Cpu).unwrap();
+    }
+}
+
+fn weights(run_dir: &Path) -> Vec<(String, tch::Tensor)> {
+    let (model, _) = slidestream::model::load_run(run_dir, Device::Cpu).unwrap();
     let slidestream::model::LoadedModel::Network { vs, .. } = model else {
         panic!()
     };
@@ -28,8 +39,127 @@ fn weights_after(seed: u64) -> Vec<(String, tch::Tensor)> {
     vars
 }
 
+fn weights_after(seed: u64) -> Vec<(String, tch::Tensor)> {
+    let data = common::disks(6, 64, 6, 10, 11);
+    let dir = tempfile::tempdir().unwrap();
+    train(
+        &config(seed, 2),
+        &data,
+        None,
+        dir.path(),
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    weights(dir.path())
+}
+
+/// Serves `batches` batches of `data`, then fails like a crashed crop stream.
+struct DiesAfter<'a> {
+    data: &'a LabeledFolder,
+    batches: Cell<usize>,
+}
+
+impl CropSource for DiesAfter<'_> {
+    fn epoch_len(&self) -> usize {
+        self.data.epoch_len()
+    }
+    fn describe(&self) -> String {
+        self.data.describe()
+    }
+    fn crops(
+        &self,
+        items: &[usize],
+        crop: u32,
+        device: Device,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Batch, DataError> {
+        let left = self.batches.get();
+        if left == 0 {
+            return Err(DataError::CropStream("simulated crash".into()));
+        }
+        self.batches.set(left - 1);
+        self.data.crops(items, crop, device, rng)
+    }
+}
+
+/// `metrics.csv` without its wall-clock column.
+fn metrics_without_time(run_dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    text.lines()
+        .map(|line| line.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
+    let _torch = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let data = common::disks(6, 64, 6, 10, 12);
+    let config = config(5, 5);
+    let whole = tempfile::tempdir().unwrap();
+    let summary = train(&config, &data, None, whole.path(), false, &mut |_| {}).unwrap();
+    assert_eq!(summary.epochs.len(), 5);
+    assert!(
+        !has_checkpoint(whole.path()),
+        "a finished run keeps no checkpoint"
+    );
+
+    // 6 crops per epoch in batches of 3, plus the probe batch: dies in the 4th epoch.
+    let broken = tempfile::tempdir().unwrap();
+    let dying = DiesAfter {
+        data: &data,
+        batches: Cell::new(1 + 3 * 2 + 1),
+    };
+    let err = train(&config, &dying, None, broken.path(), false, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, TrainError::Data(_)), "{err}");
+    assert!(has_checkpoint(broken.path()));
+    assert_eq!(metrics_without_time(broken.path()).len(), 1 + 3);
+
+    let mut resumed_epochs = Vec::new();
+    let summary = train(&config, &data, None, broken.path(), true, &mut |p| {
+        if let slidestream::train::Progress::Epoch(m) = p {
+            resumed_epochs.push(m.epoch);
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        resumed_epochs,
+        [3, 4],
+        "only the missing epochs are trained"
+    );
+    assert_eq!(summary.epochs.len(), 5);
+    assert!(!has_checkpoint(broken.path()));
+    assert_eq!(
+        metrics_without_time(broken.path()),
+        metrics_without_time(whole.path())
+    );
+    for ((name, a), (_, b)) in weights(whole.path()).iter().zip(&weights(broken.path())) {
+        assert_eq!(a, b, "{name} differs after the resume");
+    }
+    let card = |dir: &Path| std::fs::read_to_string(dir.join("model.json")).unwrap();
+    assert_eq!(card(whole.path()), card(broken.path()));
+}
+
+#[test]
+fn a_run_resumes_only_with_its_own_settings() {
+    let _torch = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let data = common::disks(6, 64, 6, 10, 12);
+    let dir = tempfile::tempdir().unwrap();
+    let dying = DiesAfter {
+        data: &data,
+        batches: Cell::new(1 + 2 + 1),
+    };
+    train(&config(5, 3), &dying, None, dir.path(), false, &mut |_| {}).unwrap_err();
+    let err = train(&config(6, 3), &data, None, dir.path(), true, &mut |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("config.json") && err.to_string().contains("same flags"),
+        "{err}"
+    );
+}
+
 #[test]
 fn same_seed_same_weights() {
+    let _torch = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let (a, b, c) = (weights_after(3), weights_after(3), weights_after(4));
     assert_eq!(a.len(), b.len());
     for ((na, ta), (nb, tb)) in a.iter().zip(&b) {

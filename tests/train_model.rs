@@ -73,6 +73,32 @@ fn output_has_k_channels_in_unit_interval() {
     }
 }
 
+/// `infer` folds each BatchNorm into its convolution: the eval-mode values up to rounding,
+/// with BatchNorm weights, biases and running statistics all away from their initial values.
+#[test]
+fn infer_equals_the_eval_forward() {
+    tch::manual_seed(5);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = ConfidenceNet::new(&vs.root(), 4, 0.05);
+    tch::no_grad(|| {
+        for (name, mut var) in vs.variables() {
+            if name.contains(".f.1.") {
+                var.copy_(&(Tensor::rand_like(&var) + 0.5));
+            }
+        }
+    });
+    let x = Tensor::rand([2, 3, 64, 48], (Kind::Float, Device::Cpu));
+    let _ = net.forward_t(&x, true);
+    let eval = net.forward_t(&x, false);
+    let inferred = net.infer(&x);
+    assert_eq!(inferred.size(), eval.size());
+    assert!(!inferred.requires_grad());
+    let gap = (&inferred - &eval).abs().max().double_value(&[]);
+    assert!(gap < 1e-5, "infer differs from the eval forward by {gap}");
+    let spread = eval.std(false).double_value(&[]);
+    assert!(spread > 1e-3, "a flat output proves nothing: sd {spread}");
+}
+
 /// The weights file must be plain safetensors: u64 LE header length, JSON header with
 /// dtype/shape/data_offsets per tensor, then the data.
 #[test]
@@ -94,7 +120,7 @@ fn safetensors_round_trip_and_standard_header() {
     };
     assert_eq!(net2.forward_t(&x, false), expected);
     let fg = loaded.foreground(&card_back, &x);
-    assert_eq!(fg, expected.select(1, 2).gt(0.5));
+    assert_eq!(fg, net2.infer(&x).select(1, 2).gt(0.5));
 
     let bytes = std::fs::read(dir.path().join(WEIGHTS_FILE)).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;

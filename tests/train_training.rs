@@ -110,7 +110,7 @@ fn contrastive_training_learns_disks() {
         ..small(Method::Contrastive)
     };
     let mut losses = Vec::new();
-    let summary = train(&config, &data, Some(&val), dir.path(), &mut |p| {
+    let summary = train(&config, &data, Some(&val), dir.path(), false, &mut |p| {
         if let Progress::Step {
             outcome: StepOutcome::Updated { loss, .. },
             ..
@@ -156,7 +156,7 @@ fn run_dir_has_all_outputs_and_loads() {
         ..small(Method::Contrastive)
     };
     let mut epochs = 0;
-    let summary = train(&config, &data, Some(&val), dir.path(), &mut |p| {
+    let summary = train(&config, &data, Some(&val), dir.path(), false, &mut |p| {
         epochs += matches!(p, Progress::Epoch(_)) as usize
     })
     .unwrap();
@@ -210,7 +210,7 @@ fn seeds_write_subfolders_and_summary_and_resume() {
             seed,
             ..config.clone()
         };
-        let summary = train(&config, &data, Some(&val), run_dir, &mut |_| {})?;
+        let summary = train(&config, &data, Some(&val), run_dir, false, &mut |_| {})?;
         label_free_in_training
             .borrow_mut()
             .insert(seed, summary.label_free);
@@ -331,7 +331,7 @@ fn one_channel_method_finds_the_disks(method: Method, data: &LabeledFolder, val:
         lr: 1e-2,
         ..small(method)
     };
-    let summary = train(&config, data, Some(val), dir.path(), &mut |_| {}).unwrap();
+    let summary = train(&config, data, Some(val), dir.path(), false, &mut |_| {}).unwrap();
     let best = summary.best.unwrap();
     assert!(best.dice > 0.8, "{method:?}: {best:?}");
     let (_, card) = load_run(dir.path(), Device::Cpu).unwrap();
@@ -375,7 +375,7 @@ fn threshold_baseline_finds_the_gap() {
         method: Method::Threshold,
         ..TrainConfig::default()
     };
-    let summary = train(&config, &data, Some(&val), dir.path(), &mut |_| {}).unwrap();
+    let summary = train(&config, &data, Some(&val), dir.path(), false, &mut |_| {}).unwrap();
     assert_eq!(summary.best.unwrap().dice, 1.0);
     let (model, card) = load_run(dir.path(), Device::Cpu).unwrap();
     assert_eq!(card.architecture, Architecture::GrayThreshold);
@@ -392,6 +392,6 @@ fn threshold_baseline_finds_the_gap() {
             .squeeze_dim(0);
         assert_eq!(fg, item.mask);
     }
-    let err = train(&config, &data, None, dir.path(), &mut |_| {}).unwrap_err();
+    let err = train(&config, &data, None, dir.path(), false, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("labeled"), "{err}");
 }

@@ -9,9 +9,9 @@ use crate::train::cdcl::{train_semi, LabeledTiles, Schedule, SemiConfig};
 use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
 use crate::train::slide_source::SlideCrops;
 use crate::train::{
-    finished_mark, finished_runs, train, train_seeds, Batch, CropSource, DataError, LabeledFolder,
-    LabeledSet, Progress, SamplerKind, SeedRun, Similarity, TrainConfig, TrainError, TrainSummary,
-    PROBE_CROPS,
+    finished_mark, finished_runs, has_checkpoint, train, train_seeds, Batch, CropSource, DataError,
+    LabeledFolder, LabeledSet, Progress, SamplerKind, SeedRun, Similarity, TrainConfig, TrainError,
+    TrainSummary, PROBE_CROPS,
 };
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
@@ -58,10 +58,11 @@ pub struct TrainArgs {
     /// Independent runs with seeds seed, seed+1, ...; each in RUN_DIR/seed-<s>/ plus summary.json.
     #[arg(long, default_value_t = 1)]
     pub seeds: usize,
-    /// With --seeds: keep the runs under --out that an earlier job with the same flags and
-    /// data finished (each has seed-<s>/seed.json) and train only the others, e.g. after a
-    /// crash or Ctrl-C. With slides as --data, resumed seeds see other random crops than one
-    /// uninterrupted job would (the crop stream is shared by the seeds).
+    /// Go on with an interrupted job (crash, Ctrl-C, time limit) with the same flags: an
+    /// unfinished run continues after its last finished epoch (--out/checkpoint.json, written
+    /// every epoch; from an image folder it ends as one uninterrupted run would), and with
+    /// --seeds the runs already finished (seed-<s>/seed.json) are kept. With slides as
+    /// --data the resumed epochs see other random crops. cdcl/SupOnly runs restart instead.
     #[arg(long)]
     pub resume: bool,
     /// Where the network trains.
@@ -350,12 +351,6 @@ impl<'a> SeedJob<'a> {
         settings: &'a dyn Fn(u64) -> serde_json::Value,
     ) -> Result<Self, TrainError> {
         let multi = args.seeds > 1;
-        if args.resume && !multi {
-            return Err(TrainError::Config(
-                "--resume keeps the finished runs of a multi-seed job: it needs --seeds 2 or more"
-                    .into(),
-            ));
-        }
         let keep = if args.resume {
             finished_runs(args.seed, args.seeds, &args.out, settings)?
         } else {
@@ -451,10 +446,12 @@ fn train_and_report(
     };
     let interrupted = |e: TrainError| -> anyhow::Error {
         if cancel.is_cancelled() {
-            tracing::warn!(
-                run = %args.out.display(),
-                "training interrupted; the run keeps the best checkpoint so far"
-            );
+            let next = if args.is_semi() {
+                "the run keeps the best checkpoint so far"
+            } else {
+                "the same command with --resume goes on after the last finished epoch"
+            };
+            tracing::warn!(run = %args.out.display(), "training interrupted; {next}");
             PipelineError::Cancelled.into()
         } else {
             e.into()
@@ -520,11 +517,17 @@ fn train_and_report(
 
 pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyhow::Result<()> {
     args.check_method_flags()?;
-    if args.out.join("model.json").exists() {
-        bail!(
+    match (has_checkpoint(&args.out), args.resume) {
+        (true, false) => bail!(
+            "{}: holds an interrupted run (checkpoint.json); add --resume to go on with it, or \
+             choose a new --out",
+            args.out.display()
+        ),
+        (false, _) if args.out.join("model.json").exists() => bail!(
             "{}: already holds a trained model; choose a new --out or delete it",
             args.out.display()
-        );
+        ),
+        _ => {}
     }
     if args.is_semi() {
         return run_semi(args, show_progress, cancel);
@@ -598,7 +601,7 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
                 seed,
                 ..config.clone()
             };
-            train(&config, data, val.as_ref(), dir, progress)
+            train(&config, data, val.as_ref(), dir, args.resume, progress)
         },
     )?;
     write_stream_report(slides, &args.out)
@@ -606,6 +609,14 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
 
 /// `--method cdcl`, or `--method supervised --labeled-fraction F` (SupOnly).
 fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyhow::Result<()> {
+    if args.resume && args.seeds < 2 {
+        return Err(TrainError::Config(format!(
+            "--resume: --method {:?} runs restart rather than continue; --resume only keeps \
+             the finished runs of a multi-seed job (--seeds 2 or more)",
+            args.method
+        ))
+        .into());
+    }
     let config = args.semi_config()?;
     config.check(!args.unlabeled.is_empty())?;
     let Some(root) = is_image_folder(&args.data) else {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Device, Tensor};
 
 use super::card::{Architecture, InputNormalisation, ModelCard, MODEL_CARD_FILE, WEIGHTS_FILE};
@@ -93,11 +93,10 @@ impl LoadedModel {
     /// Foreground mask (B×H×W bool) for raw RGB in [0,1] (B×3×H×W) per the card's rule.
     pub fn foreground(&self, card: &ModelCard, images: &Tensor) -> Tensor {
         match self {
-            Self::Network { net, .. } => tch::no_grad(|| {
-                net.forward_t(images, false)
-                    .select(1, card.channel as i64)
-                    .gt(card.threshold)
-            }),
+            Self::Network { net, .. } => net
+                .infer(images)
+                .select(1, card.channel as i64)
+                .gt(card.threshold),
             Self::Unet { net, .. } => tch::no_grad(|| {
                 net.probabilities(images)
                     .select(1, card.channel as i64)

@@ -19,6 +19,8 @@ pub enum TrainError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: {why}; delete the run directory to start over")]
+    Checkpoint { path: PathBuf, why: String },
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
@@ -35,6 +37,7 @@ impl TrainError {
             Self::Config(_)
                 | Self::NeedsLabels(_)
                 | Self::NeedsMasks(_)
+                | Self::Checkpoint { .. }
                 | Self::Data(_)
                 | Self::Model(_)
         )

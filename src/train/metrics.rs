@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::TrainError;
 
@@ -13,7 +13,7 @@ const DICE_PREFIX: &str = "val_dice_c";
 const HEMA_PREFIX: &str = "hema_agreement_c";
 
 /// What one epoch did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     /// 0-based.
     pub epoch: usize,

@@ -1,7 +1,9 @@
 //! Training: patch-contrastive learning (seed 000), its two baselines, and semi-supervised
 //! CDCL with its SupOnly baseline (seed 003, [`cdcl`]).
 
+mod adam;
 pub mod cdcl;
+mod checkpoint;
 mod config;
 pub mod crop_stream;
 mod curves;
@@ -19,6 +21,7 @@ mod step;
 mod threshold;
 mod validate;
 
+pub use checkpoint::has_checkpoint;
 pub use config::{Method, SamplerKind, Similarity, TrainConfig};
 pub use curves::draw_curves;
 pub use data::{Batch, CropSource, DataError, FolderImage, Labeled, LabeledFolder, LabeledSet};

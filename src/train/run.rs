@@ -8,6 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{self, RunState};
 use super::config::{Method, TrainConfig};
 use super::curves::draw_curves;
 use super::data::{CropSource, LabeledSet};
@@ -18,7 +19,6 @@ use super::step::{StepOutcome, Trainer};
 use super::threshold::fit_gray_threshold;
 use super::validate::validation_dice;
 use crate::model::{save_run, Architecture, InputNormalisation, ModelCard, Selection};
-use tch::nn::ModuleT;
 
 /// Confidence threshold for validation and segmentation (paper 3.2).
 pub const CONFIDENCE_THRESHOLD: f64 = 0.5;
@@ -72,7 +72,7 @@ impl LabelFreeChoice {
 pub const PROBE_CROPS: usize = 8;
 
 /// The selected checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Best {
     pub epoch: Option<usize>,
     pub channel: usize,
@@ -116,6 +116,23 @@ fn check(config: &TrainConfig) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// A run continues only with the settings it was started with (`config.json`).
+fn check_same_config(run_dir: &Path, config: &TrainConfig) -> Result<(), TrainError> {
+    let path = run_dir.join("config.json");
+    let recorded: Option<serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let current = serde_json::to_value(config).expect("config serialises");
+    match recorded {
+        Some(recorded) if recorded == current => Ok(()),
+        _ => Err(TrainError::Config(format!(
+            "{}: the interrupted run was started with other settings; resume it with the \
+             same flags, or choose a new --out",
+            path.display()
+        ))),
+    }
+}
+
 /// Creates `run_dir` and records the run's configuration in `config.json`.
 pub(crate) fn create_run_dir(run_dir: &Path, config: &impl Serialize) -> Result<(), TrainError> {
     std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
@@ -133,9 +150,13 @@ pub fn train(
     data: &dyn CropSource,
     val: Option<&LabeledSet>,
     run_dir: &Path,
+    resume: bool,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainSummary, TrainError> {
     check(config)?;
+    if resume && checkpoint::has_checkpoint(run_dir) {
+        check_same_config(run_dir, config)?;
+    }
     create_run_dir(run_dir, config)?;
     let start = Instant::now();
     let card = |channels: usize| ModelCard {
@@ -193,26 +214,45 @@ pub fn train(
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut trainer = Trainer::new(config)?;
     let channels = trainer.net.channels() as usize;
-    let mut csv = MetricsCsv::create(run_dir, channels)?;
-    let mut history: Vec<EpochMetrics> = Vec::new();
-    let mut best: Option<Best> = None;
-    let (mut steps, mut skipped) = (0usize, 0usize);
-    let mut items: Vec<usize> = (0..data.epoch_len()).collect();
-    let mut label_free: Option<LabelFreeChoice> = None;
     let probe_items: Vec<usize> = (0..data.epoch_len().min(PROBE_CROPS)).collect();
     let mut probe_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
     let probe = data.crops(&probe_items, config.crop, config.device, &mut probe_rng)?;
     let probe_reference = hematoxylin_masks(&probe.images);
+    let mut state = match resume
+        .then(|| checkpoint::load(run_dir, &mut trainer))
+        .transpose()?
+    {
+        Some(Some((state, crop_rng_word_pos))) => {
+            rng.set_word_pos(crop_rng_word_pos);
+            tracing::info!(
+                run = %run_dir.display(),
+                epochs_done = state.epochs_done,
+                "going on from the checkpoint"
+            );
+            state
+        }
+        _ => RunState::default(),
+    };
+    // The log of the epochs the checkpoint holds, without rows a crash may have added since.
+    let mut csv = MetricsCsv::create(run_dir, channels)?;
+    for metrics in &state.history {
+        csv.append(metrics)?;
+    }
+    let elapsed_before = state.elapsed_s;
 
-    for epoch in 0..config.epochs {
-        if config.max_steps.is_some_and(|max| steps >= max) {
+    for epoch in state.epochs_done..config.epochs {
+        if config.max_steps.is_some_and(|max| state.steps >= max) {
             break;
         }
+        // Per-epoch draws that depend only on (seed, epoch, crop generator), so that an
+        // epoch after a resume draws what it would have drawn uninterrupted.
+        tch::manual_seed(epoch_seed(config.seed, epoch));
+        let mut items: Vec<usize> = (0..data.epoch_len()).collect();
         items.shuffle(&mut rng);
         let (mut losses, mut intras, mut inters) = (Vec::new(), Vec::new(), Vec::new());
         let (mut epoch_steps, mut epoch_skipped) = (0, 0);
         for chunk in items.chunks(config.batch) {
-            if config.max_steps.is_some_and(|max| steps >= max) {
+            if config.max_steps.is_some_and(|max| state.steps >= max) {
                 break;
             }
             let batch = data.crops(chunk, config.crop, config.device, &mut rng)?;
@@ -225,22 +265,22 @@ pub fn train(
                     inters.extend(inter);
                 }
             }
-            steps += 1;
+            state.steps += 1;
             epoch_steps += 1;
             progress(Progress::Step {
                 epoch,
-                step: steps,
+                step: state.steps,
                 outcome,
             });
         }
-        skipped += epoch_skipped;
+        state.skipped += epoch_skipped;
         let val_dice = val
             .map(|set| {
-                let confidence = |x: &tch::Tensor| trainer.net.forward_t(x, false);
+                let confidence = |x: &tch::Tensor| trainer.net.infer(x);
                 validation_dice(&confidence, set, config.device, CONFIDENCE_THRESHOLD)
             })
             .unwrap_or_default();
-        let confidence = tch::no_grad(|| trainer.net.forward_t(&probe.images, false));
+        let confidence = trainer.net.infer(&probe.images);
         let hematoxylin_agreement =
             hematoxylin_agreement(&confidence, &probe_reference, CONFIDENCE_THRESHOLD);
         let metrics = EpochMetrics {
@@ -252,11 +292,11 @@ pub fn train(
             skipped_steps: epoch_skipped,
             val_dice,
             hematoxylin_agreement,
-            elapsed_s: start.elapsed().as_secs_f64(),
+            elapsed_s: elapsed_before + start.elapsed().as_secs_f64(),
         };
         csv.append(&metrics)?;
-        let previous_label_free = label_free;
-        label_free = LabelFreeChoice::after_epoch(
+        let previous_label_free = state.label_free;
+        state.label_free = LabelFreeChoice::after_epoch(
             previous_label_free,
             epoch,
             &metrics.hematoxylin_agreement,
@@ -267,9 +307,9 @@ pub fn train(
         let candidate = best_channel(&metrics.val_dice);
         let (save, selection, channel) = match candidate {
             Some((channel, dice)) => {
-                let improved = best.is_none_or(|b| dice > b.dice);
+                let improved = state.best.is_none_or(|b| dice > b.dice);
                 if improved {
-                    best = Some(Best {
+                    state.best = Some(Best {
                         epoch: Some(epoch),
                         channel,
                         dice,
@@ -277,9 +317,9 @@ pub fn train(
                 }
                 (improved, Selection::ValidationDice, channel)
             }
-            None => match label_free {
+            None => match state.label_free {
                 Some(choice) => (
-                    label_free != previous_label_free,
+                    state.label_free != previous_label_free,
                     Selection::HematoxylinAgreement,
                     choice.channel,
                 ),
@@ -298,10 +338,30 @@ pub fn train(
             save_run(run_dir, Some(&trainer.vs), &card)?;
         }
         progress(Progress::Epoch(&metrics));
-        history.push(metrics);
+        state.history.push(metrics);
+        state.epochs_done = epoch + 1;
+        state.elapsed_s = elapsed_before + start.elapsed().as_secs_f64();
+        checkpoint::save(run_dir, &trainer, rng.get_word_pos(), &state)?;
     }
-    draw_curves(&history, &run_dir.join("curves.png"))?;
-    Ok(summary(best, label_free, steps, skipped, history))
+    draw_curves(&state.history, &run_dir.join("curves.png"))?;
+    checkpoint::remove(run_dir)?;
+    let elapsed_s = elapsed_before + start.elapsed().as_secs_f64();
+    Ok(TrainSummary {
+        elapsed_s,
+        ..summary(
+            state.best,
+            state.label_free,
+            state.steps,
+            state.skipped,
+            state.history,
+        )
+    })
+}
+
+/// Torch's seed for `epoch` of the run seeded `seed` (patch sampling draws from it).
+fn epoch_seed(seed: u64, epoch: usize) -> i64 {
+    let mixed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (epoch as u64).wrapping_add(1);
+    (mixed >> 1) as i64
 }
 
 /// The channel with the highest score (the first on ties), if any.

@@ -1,8 +1,9 @@
 //! One optimizer step: the network, its optimizer and the per-method objective.
 
-use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::nn::{self, ModuleT};
 use tch::{Kind, Reduction, Tensor};
 
+use super::adam::Adam;
 use super::config::{Method, TrainConfig};
 use super::data::Batch;
 use super::error::TrainError;
@@ -75,7 +76,7 @@ pub fn contrastive_objective(
 pub struct Trainer {
     pub vs: nn::VarStore,
     pub net: ConfidenceNet,
-    optimizer: nn::Optimizer,
+    pub(super) optimizer: Adam,
     config: TrainConfig,
 }
 
@@ -90,9 +91,7 @@ impl Trainer {
             _ => config.channels as i64,
         };
         let net = ConfidenceNet::new(&vs.root(), channels, config.epsilon);
-        let optimizer = nn::Adam::default()
-            .wd(config.weight_decay)
-            .build(&vs, config.lr)?;
+        let optimizer = Adam::new(&vs, config.lr, config.weight_decay);
         Ok(Self {
             vs,
             net,
