@@ -9,7 +9,8 @@ use std::sync::Mutex;
 
 use rand_chacha::ChaCha8Rng;
 use slidestream::train::{
-    has_checkpoint, train, Batch, CropSource, DataError, LabeledFolder, TrainConfig, TrainError,
+    has_checkpoint, steps_done, train, Batch, CropSource, DataError, LabeledFolder, TrainConfig,
+    TrainError,
 };
 use tch::Device;
 
@@ -114,6 +115,11 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
     assert!(matches!(err, TrainError::Data(_)), "{err}");
     assert!(has_checkpoint(broken.path()));
     assert_eq!(metrics_without_time(broken.path()).len(), 1 + 3);
+    assert_eq!(
+        steps_done(broken.path()),
+        3 * 2,
+        "progress counts the steps left"
+    );
 
     let mut resumed_epochs = Vec::new();
     let summary = train(&config, &data, None, broken.path(), true, &mut |p| {

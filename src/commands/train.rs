@@ -9,9 +9,9 @@ use crate::train::cdcl::{train_semi, LabeledTiles, Schedule, SemiConfig};
 use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
 use crate::train::slide_source::SlideCrops;
 use crate::train::{
-    finished_mark, finished_runs, has_checkpoint, train, train_seeds, Batch, CropSource, DataError,
-    LabeledFolder, LabeledSet, Progress, SamplerKind, SeedRun, Similarity, TrainConfig, TrainError,
-    TrainSummary, PROBE_CROPS,
+    finished_mark, finished_runs, has_checkpoint, seed_dir, steps_done, train, train_seeds, Batch,
+    CropSource, DataError, LabeledFolder, LabeledSet, Progress, SamplerKind, SeedRun, Similarity,
+    TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
 };
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
@@ -375,6 +375,23 @@ impl<'a> SeedJob<'a> {
     fn to_train(&self, args: &TrainArgs) -> usize {
         args.seeds - self.keep.len()
     }
+
+    /// Optimizer steps still to take, `steps_per_run` per run less what the checkpoints of
+    /// interrupted runs already hold.
+    fn steps_left(&self, args: &TrainArgs, steps_per_run: usize) -> usize {
+        (args.seed..args.seed + args.seeds as u64)
+            .filter(|seed| !self.keep.contains_key(seed))
+            .map(|seed| {
+                let dir = if args.seeds > 1 {
+                    seed_dir(&args.out, seed)
+                } else {
+                    args.out.clone()
+                };
+                let done = if args.resume { steps_done(&dir) } else { 0 };
+                steps_per_run.saturating_sub(done)
+            })
+            .sum()
+    }
 }
 
 /// What identifies a run besides its trainer config: the data it was given.
@@ -428,7 +445,7 @@ fn train_and_report(
 ) -> anyhow::Result<()> {
     let bar = progress_bar(
         "train steps",
-        Some((steps_per_run * job.to_train(args)) as u64),
+        Some(job.steps_left(args, steps_per_run) as u64),
         !show_progress,
     );
     let mut best = 0.0_f64;

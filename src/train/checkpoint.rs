@@ -52,6 +52,15 @@ pub fn has_checkpoint(run_dir: &Path) -> bool {
     run_dir.join(CHECKPOINT_FILE).is_file()
 }
 
+/// Optimizer steps an interrupted run in `run_dir` has already taken (0 without a readable
+/// checkpoint), so that progress is reported against what is left.
+pub fn steps_done(run_dir: &Path) -> usize {
+    std::fs::read_to_string(run_dir.join(CHECKPOINT_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Checkpoint>(&text).ok())
+        .map_or(0, |checkpoint| checkpoint.state.steps)
+}
+
 /// Records `state` (after `state.epochs_done` epochs) with the trainer's weights and
 /// optimizer, and the crop generator at `crop_rng_word_pos`.
 pub fn save(

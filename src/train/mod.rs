@@ -21,7 +21,7 @@ mod step;
 mod threshold;
 mod validate;
 
-pub use checkpoint::has_checkpoint;
+pub use checkpoint::{has_checkpoint, steps_done};
 pub use config::{Method, SamplerKind, Similarity, TrainConfig};
 pub use curves::draw_curves;
 pub use data::{Batch, CropSource, DataError, FolderImage, Labeled, LabeledFolder, LabeledSet};
@@ -35,7 +35,9 @@ pub use run::{
 pub use sampler::{
     bernoulli_entropy_bits, entropy_weights, sample_patches, CandidateGrid, PatchSample,
 };
-pub use seeds::{finished_mark, finished_runs, percentile, train_seeds, SeedRun, SeedsSummary};
+pub use seeds::{
+    finished_mark, finished_runs, percentile, seed_dir, train_seeds, SeedRun, SeedsSummary,
+};
 pub use step::{contrastive_objective, StepOutcome, Trainer};
 pub use threshold::{fit_gray_threshold, ThresholdFit};
 pub use validate::{dice_per_image, validation_dice};

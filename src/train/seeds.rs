@@ -139,7 +139,8 @@ struct FinishedRun {
 
 const FINISHED: &str = "seed.json";
 
-fn seed_dir(run_dir: &Path, seed: u64) -> PathBuf {
+/// Where seed `seed`'s run of a multi-seed job in `run_dir` lives.
+pub fn seed_dir(run_dir: &Path, seed: u64) -> PathBuf {
     run_dir.join(format!("seed-{seed}"))
 }
 
