@@ -137,18 +137,33 @@ pub fn save_run(
 /// Copies weights from a safetensors file into `vs`, checking that every variable is present
 /// with the right shape (tch's own `load` would broadcast mismatched shapes silently).
 pub fn load_weights(vs: &mut nn::VarStore, path: &Path, channels: usize) -> Result<(), ModelError> {
+    copy_weights(vs, &read_tensors(path)?, path, channels)
+}
+
+/// Every tensor of the safetensors file at `path`, by name.
+pub(crate) fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
     if !path.exists() {
         return Err(ModelError::MissingWeights {
             path: path.to_path_buf(),
         });
     }
-    let stored: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+    Ok(Tensor::read_safetensors(path)
         .map_err(|source| ModelError::Weights {
             path: path.to_path_buf(),
             source,
         })?
         .into_iter()
-        .collect();
+        .collect())
+}
+
+/// [`load_weights`] from tensors already read from `path` (named in errors); tensors that
+/// are not variables of `vs` are ignored.
+pub(crate) fn copy_weights(
+    vs: &mut nn::VarStore,
+    stored: &HashMap<String, Tensor>,
+    path: &Path,
+    channels: usize,
+) -> Result<(), ModelError> {
     tch::no_grad(|| {
         for (name, mut var) in vs.variables() {
             let src = stored.get(&name).ok_or_else(|| ModelError::MissingTensor {

@@ -10,6 +10,7 @@ mod unet;
 pub use card::{
     Architecture, InputNormalisation, Method, ModelCard, Selection, MODEL_CARD_FILE, WEIGHTS_FILE,
 };
+pub(crate) use checkpoint::{copy_weights, read_tensors};
 pub use checkpoint::{load_run, load_weights, save_run, LoadedModel, ModelError};
 pub use network::{
     luma, normalise_input, ConfidenceNet, DEFAULT_EPSILON, DILATIONS, HIDDEN_CHANNELS,

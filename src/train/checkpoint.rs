@@ -4,7 +4,6 @@
 //! it names the weights file it belongs to and is replaced by a rename, so a crash at any
 //! moment leaves the previous epoch's pair intact.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +13,7 @@ use super::error::TrainError;
 use super::metrics::EpochMetrics;
 use super::run::{Best, LabelFreeChoice};
 use super::step::Trainer;
-use crate::model::{load_weights, ModelError};
+use crate::model::{copy_weights, read_tensors, ModelError};
 
 const CHECKPOINT_FILE: &str = "checkpoint.json";
 
@@ -113,14 +112,9 @@ pub fn load(run_dir: &Path, trainer: &mut Trainer) -> Result<Option<(RunState, u
         .map_err(|_| broken("crop_rng_word_pos is not a number".into()))?;
     let weights_path = run_dir.join(&checkpoint.weights);
     let channels = trainer.net.channels() as usize;
-    load_weights(&mut trainer.vs, &weights_path, channels)?;
-    let stored: HashMap<String, Tensor> = Tensor::read_safetensors(&weights_path)
-        .map_err(|source| ModelError::Weights {
-            path: weights_path.clone(),
-            source,
-        })?
-        .into_iter()
-        .collect();
+    // One read for both: the network's variables and Adam's moments share the file.
+    let stored = read_tensors(&weights_path)?;
+    copy_weights(&mut trainer.vs, &stored, &weights_path, channels)?;
     trainer
         .optimizer
         .load_state(checkpoint.optimizer_steps, &stored)
