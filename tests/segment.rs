@@ -4,6 +4,8 @@
 mod common;
 
 use common::{binary, interrupt_after_log, json_output, synthetic_png};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use slidestream::model::{
     save_run, Architecture, ConfidenceNet, InputNormalisation, Method, ModelCard, UNet,
 };
@@ -12,7 +14,7 @@ use slidestream::segment::{
     segment_slide, sidecar_path, Geometry, Predictor, SegmentError, SegmentOptions,
 };
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
@@ -24,15 +26,41 @@ enum Net {
     Unet,
 }
 
+/// Overwrites every trainable variable of `vs` from a generator seeded with `seed`: convolution
+/// weights U(±√(scale/fan-in)), biases U(±0.1), BatchNorm scales 1 + U(±0.1). Scale 1 is
+/// PyTorch's default bound, which the confidence network is built with; the UNet's ReLU stack
+/// needs He's 6 to keep its outputs spread.
+///
+/// Torch's own initialisation draws from one process-wide RNG that concurrent tests also draw
+/// from (every `load_run` builds a network before loading its weights), so a network seeded
+/// with `tch::manual_seed` differs from run to run under the test harness.
+fn seed_weights(vs: &nn::VarStore, seed: u64, scale: f32) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, variable) in variables.iter().filter(|(_, v)| v.requires_grad()) {
+        let shape = variable.size();
+        let count: i64 = shape.iter().product();
+        let (centre, half_width) = match shape.len() {
+            1 if name.ends_with("bias") => (0.0, 0.1),
+            1 => (1.0, 0.1),
+            _ => (0.0, (scale / (count / shape[0]) as f32).sqrt()),
+        };
+        let values: Vec<f32> = (0..count)
+            .map(|_| centre + rng.random_range(-half_width..half_width))
+            .collect();
+        tch::no_grad(|| {
+            variable
+                .shallow_clone()
+                .copy_(&Tensor::from_slice(&values).view(shape.as_slice()))
+        });
+    }
+}
+
 /// An untrained network whose threshold splits `image`'s confidences at their median, so
 /// about half the pixels are foreground and many sit near the decision boundary: the
 /// hardest case for exact seams.
 fn median_split_model(dir: &Path, image: &Path, net: Net) -> PathBuf {
-    // Test threads share torch's RNG: without the lock another test's draws interleave with
-    // this initialisation and the network, hence the test, changes from run to run.
-    static TORCH_RNG: Mutex<()> = Mutex::new(());
-    let _torch = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(11);
     let vs = nn::VarStore::new(Device::Cpu);
     let rgb = image::open(image).unwrap().to_rgb8();
     let (w, h) = rgb.dimensions();
@@ -44,12 +72,14 @@ fn median_split_model(dir: &Path, image: &Path, net: Net) -> PathBuf {
     let (confidence, architecture, input_normalisation, width) = match net {
         Net::Confidence => {
             let net = ConfidenceNet::new(&vs.root(), 2, 0.05);
+            seed_weights(&vs, 11, 1.0);
             let confidence = net.infer(&input);
             let normalisation = InputNormalisation::Epsilon { epsilon: 0.05 };
             (confidence, Architecture::ConfidenceNet, normalisation, None)
         }
         Net::Unet => {
             let net = UNet::new(&vs.root(), 4);
+            seed_weights(&vs, 11, 6.0);
             let probabilities = tch::no_grad(|| net.probabilities(&input));
             (
                 probabilities,
