@@ -87,16 +87,25 @@ fn infer_equals_the_eval_forward() {
             }
         }
     });
-    let x = Tensor::rand([2, 3, 64, 48], (Kind::Float, Device::Cpu));
-    let _ = net.forward_t(&x, true);
-    let eval = net.forward_t(&x, false);
-    let inferred = net.infer(&x);
-    assert_eq!(inferred.size(), eval.size());
-    assert!(!inferred.requires_grad());
-    let gap = (&inferred - &eval).abs().max().double_value(&[]);
-    assert!(gap < 1e-5, "infer differs from the eval forward by {gap}");
-    let spread = eval.std(false).double_value(&[]);
-    assert!(spread > 1e-3, "a flat output proves nothing: sd {spread}");
+    let _ = net.forward_t(
+        &Tensor::rand([2, 3, 64, 48], (Kind::Float, Device::Cpu)),
+        true,
+    );
+    // A batch wider than the largest dilation's reach, and one image narrower than it.
+    for shape in [[2, 3, 64, 48], [1, 3, 7, 3]] {
+        let x = Tensor::rand(shape, (Kind::Float, Device::Cpu));
+        let eval = net.forward_t(&x, false);
+        let inferred = net.infer(&x);
+        assert_eq!(inferred.size(), eval.size());
+        assert!(!inferred.requires_grad());
+        let gap = (&inferred - &eval).abs().max().double_value(&[]);
+        assert!(
+            gap < 1e-5,
+            "{shape:?}: infer differs from the eval forward by {gap}"
+        );
+        let spread = eval.std(false).double_value(&[]);
+        assert!(spread > 1e-3, "a flat output proves nothing: sd {spread}");
+    }
 }
 
 /// The weights file must be plain safetensors: u64 LE header length, JSON header with

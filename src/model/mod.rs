@@ -5,6 +5,7 @@ mod card;
 mod checkpoint;
 mod layout;
 mod network;
+mod tiny_conv;
 mod unet;
 
 pub use card::{

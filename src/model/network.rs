@@ -5,12 +5,15 @@
 //! `load_state_dict(..., strict=False)` (only BatchNorm's `num_batches_tracked` is absent).
 
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use super::layout::fast_layout;
+use super::tiny_conv::{self, FoldedConv, CHANNELS as KERNEL_CHANNELS};
 
 /// Channel width of every hidden layer.
 pub const HIDDEN_CHANNELS: i64 = 8;
+// `infer` runs the residual stack through a kernel built for this width.
+const _: () = assert!(HIDDEN_CHANNELS as usize == KERNEL_CHANNELS);
 /// Padding = dilation of the six residual blocks.
 pub const DILATIONS: [i64; 6] = [1, 2, 3, 5, 10, 20];
 /// How far (in pixels, Chebyshev) an output confidence looks into the input: the stem's
@@ -105,14 +108,43 @@ impl Conv2dBlock {
     /// convolution's weights and bias and the ELU in place: two fewer passes over the
     /// activations than [`Self::forward_t`], the same values up to float rounding.
     fn infer(&self, x: &Tensor) -> Tensor {
+        let (weight, bias) = self.folded();
+        let d = self.dilation;
+        x.conv2d(&weight, Some(&bias), [1, 1], [d, d], [d, d], 1)
+            .elu_()
+    }
+
+    /// The convolution's weight and bias with the eval-mode BatchNorm folded in.
+    fn folded(&self) -> (Tensor, Tensor) {
         let gamma = self.norm.ws.as_ref().expect("affine BatchNorm");
         let beta = self.norm.bs.as_ref().expect("affine BatchNorm");
         let scale = gamma / (&self.norm.running_var + BATCH_NORM_EPS).sqrt();
         let weight = &self.conv.ws * scale.view([-1, 1, 1, 1]);
         let bias = beta - &self.norm.running_mean * &scale;
-        let d = self.dilation;
-        x.conv2d(&weight, Some(&bias), [1, 1], [d, d], [d, d], 1)
-            .elu_()
+        (weight, bias)
+    }
+
+    /// [`Self::folded`] as the CPU kernel takes it (an 8→8 block only).
+    fn folded_for_kernel(&self) -> FoldedConv {
+        let (weight, bias) = self.folded();
+        // out×in×ky×kx → ky×kx×in×out: a tap's weights for one input channel are contiguous.
+        let weight = Vec::<f32>::try_from(weight.permute([2, 3, 1, 0]).contiguous().view(-1))
+            .expect("f32 weights");
+        let bias = Vec::<f32>::try_from(bias.contiguous()).expect("f32 bias");
+        let mut folded = FoldedConv {
+            weight: [[[0.0; KERNEL_CHANNELS]; KERNEL_CHANNELS]; 9],
+            bias: bias.try_into().expect("8 output channels"),
+            dilation: usize::try_from(self.dilation).expect("positive dilation"),
+        };
+        for (target, source) in folded
+            .weight
+            .iter_mut()
+            .flatten()
+            .zip(weight.chunks_exact(KERNEL_CHANNELS))
+        {
+            target.copy_from_slice(source);
+        }
+        folded
     }
 }
 
@@ -191,16 +223,85 @@ impl ConfidenceNet {
     pub fn infer(&self, x: &Tensor) -> Tensor {
         tch::no_grad(|| {
             let mut h = self.stem.infer(&fast_layout(&self.normalise(x)));
-            for [a, b] in &self.residual {
-                h += b.infer(&a.infer(&h));
-            }
+            let kernel_applies =
+                h.device() == Device::Cpu && h.kind() == Kind::Float && tiny_conv::available();
+            h = if kernel_applies {
+                self.residual_with_kernel(&h)
+            } else {
+                self.residual_with_torch(h)
+            };
             h.apply(&self.head).sigmoid_().contiguous()
         })
+    }
+}
+
+impl ConfidenceNet {
+    /// The residual stack of [`Self::infer`] through torch (any device).
+    fn residual_with_torch(&self, mut h: Tensor) -> Tensor {
+        for [a, b] in &self.residual {
+            h += b.infer(&a.infer(&h));
+        }
+        h
+    }
+
+    /// The residual stack of [`Self::infer`] through the hand-written CPU kernel.
+    fn residual_with_kernel(&self, h: &Tensor) -> Tensor {
+        let [batch, channels, height, width] = h.size()[..] else {
+            panic!("B×C×H×W activations")
+        };
+        assert_eq!(channels, HIDDEN_CHANNELS);
+        let blocks: Vec<[FoldedConv; 2]> = self
+            .residual
+            .iter()
+            .map(|pair| pair.each_ref().map(Conv2dBlock::folded_for_kernel))
+            .collect();
+        let pixels = Vec::<f32>::try_from(h.permute([0, 2, 3, 1]).contiguous().view(-1))
+            .expect("f32 activations");
+        let (rows, columns) = (height as usize, width as usize);
+        let out = tiny_conv::residual_stack(&pixels, rows, columns, &blocks);
+        Tensor::from_slice(&out)
+            .view([batch, height, width, channels])
+            .permute([0, 3, 1, 2])
     }
 }
 
 impl ModuleT for ConfidenceNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         self.confidence(&self.normalise(x), train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel and torch compute the same residual stack (the torch path is the one CUDA
+    /// and CPUs without AVX2 take, so it stays tested where the kernel runs).
+    #[test]
+    fn kernel_and_torch_residual_stacks_agree() {
+        if !tiny_conv::available() {
+            return;
+        }
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = ConfidenceNet::new(&vs.root(), 2, DEFAULT_EPSILON);
+        tch::no_grad(|| {
+            for (name, mut var) in vs.variables() {
+                // BatchNorm scales, shifts and statistics away from the identity.
+                if name.contains(".f.1.") {
+                    var.copy_(&(Tensor::rand_like(&var) + 0.5));
+                }
+            }
+            for shape in [[2, 8, 45, 50], [1, 8, 3, 7]] {
+                let h = fast_layout(&Tensor::randn(shape, (Kind::Float, Device::Cpu)));
+                let kernel = net.residual_with_kernel(&h);
+                let torch = net.residual_with_torch(h.copy());
+                let gap = (&kernel - &torch).abs().max().double_value(&[]);
+                let scale = torch.abs().max().double_value(&[]);
+                assert!(
+                    gap < 1e-5 * scale.max(1.0),
+                    "{shape:?}: gap {gap} at scale {scale}"
+                );
+            }
+        });
     }
 }
