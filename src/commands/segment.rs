@@ -17,7 +17,7 @@ pub const DEFAULT_BASELINE_THRESHOLD: f64 = 115.5 / 255.0;
 /// Where the mask's foreground comes from when no RUN_DIR is given.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Baseline {
-    /// Foreground = luma below this (in [0,1]).
+    /// Foreground = luma below this (in [0, 1]).
     Threshold(f64),
 }
 

@@ -37,7 +37,7 @@ pub enum Architecture {
     Unet,
 }
 
-/// Mapping from RGB in [0,1] to what the model sees.
+/// Mapping from RGB in [0, 1] to what the model sees.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum InputNormalisation {
@@ -45,7 +45,7 @@ pub enum InputNormalisation {
     Epsilon { epsilon: f64 },
     /// ITU-R 601 luma 0.299R+0.587G+0.114B, rounded to 8 bits and divided by 255 (as PIL's "L").
     Luma,
-    /// RGB in [0,1] as is (the network's first BatchNorm does the scaling).
+    /// RGB in [0, 1] as is (the network's first BatchNorm does the scaling).
     Unit,
 }
 

@@ -90,7 +90,7 @@ impl LoadedModel {
         }
     }
 
-    /// Foreground mask (B×H×W bool) for raw RGB in [0,1] (B×3×H×W) per the card's rule.
+    /// Foreground mask (B×H×W bool) for raw RGB in [0, 1] (B×3×H×W) per the card's rule.
     pub fn foreground(&self, card: &ModelCard, images: &Tensor) -> Tensor {
         match self {
             Self::Network { net, .. } => net

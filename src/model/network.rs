@@ -32,12 +32,12 @@ pub const RECEPTIVE_RADIUS: u32 = {
 /// Inputs are mapped to (1-ε)x+ε so that no attended pixel I·C is exactly zero (paper code).
 pub const DEFAULT_EPSILON: f64 = 0.05;
 
-/// Maps raw [0,1] intensities to [ε,1].
+/// Maps raw [0, 1] intensities to [ε, 1].
 pub fn normalise_input(x: &Tensor, epsilon: f64) -> Tensor {
     x * (1.0 - epsilon) + epsilon
 }
 
-/// 8-bit-rounded ITU-R 601 luma in [0,1] (B×H×W) of RGB in [0,1] (B×3×H×W).
+/// 8-bit-rounded ITU-R 601 luma in [0, 1] (B×H×W) of RGB in [0, 1] (B×3×H×W).
 pub fn luma(images: &Tensor) -> Tensor {
     let weights = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
         .to_device(images.device())
@@ -148,7 +148,7 @@ impl Conv2dBlock {
     }
 }
 
-/// Confidence network with K sigmoid output channels. Takes raw RGB in [0,1] (B×3×H×W)
+/// Confidence network with K sigmoid output channels. Takes raw RGB in [0, 1] (B×3×H×W)
 /// through [`ModuleT::forward_t`] and returns confidences in (0,1) (B×K×H×W).
 #[derive(Debug)]
 pub struct ConfidenceNet {
@@ -202,7 +202,7 @@ impl ConfidenceNet {
         self.epsilon
     }
 
-    /// Raw [0,1] image → the network's input (also the image that patches are cut from).
+    /// Raw [0, 1] image → the network's input (also the image that patches are cut from).
     pub fn normalise(&self, x: &Tensor) -> Tensor {
         normalise_input(x, self.epsilon)
     }
@@ -216,7 +216,7 @@ impl ConfidenceNet {
         h.apply(&self.head).sigmoid().contiguous()
     }
 
-    /// Eval-mode confidences (B×K×H×W) of raw RGB in [0,1] for validation and segmentation:
+    /// Eval-mode confidences (B×K×H×W) of raw RGB in [0, 1] for validation and segmentation:
     /// [`ModuleT::forward_t`] with `train = false`, minus the autograd bookkeeping and the
     /// separate BatchNorm and ELU passes, which are most of a CPU forward's memory traffic
     /// (`cargo bench --bench train_steps` measures both side by side).

@@ -111,7 +111,7 @@ pub struct UNetOutput {
     pub features: Tensor,
 }
 
-/// The backbone. Takes RGB in [0,1] (B×3×H×W, H and W multiples of [`UNET_ALIGN`]).
+/// The backbone. Takes RGB in [0, 1] (B×3×H×W, H and W multiples of [`UNET_ALIGN`]).
 #[derive(Debug)]
 pub struct UNet {
     down: Vec<DoubleConv>,
@@ -189,7 +189,7 @@ impl UNet {
         }
     }
 
-    /// Logits and stride-8 features of `images` (RGB in [0,1]).
+    /// Logits and stride-8 features of `images` (RGB in [0, 1]).
     pub fn forward_features(&self, images: &Tensor, train: bool) -> UNetOutput {
         let mut skips = Vec::with_capacity(UNET_DEPTH);
         let mut h = fast_layout(images);

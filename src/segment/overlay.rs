@@ -22,7 +22,7 @@ pub struct Coverage {
 }
 
 impl Coverage {
-    /// A map of an `output_width × output_height` mask at most [`OVERLAY_SIDE`] cells wide
+    /// A map of an `output_width × output_height` mask at most `OVERLAY_SIDE` cells wide
     /// and tall.
     pub fn new(output_width: u64, output_height: u64) -> Self {
         let factor = output_width

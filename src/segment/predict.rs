@@ -72,7 +72,7 @@ impl Predictor {
         })
     }
 
-    /// The grayscale baseline: foreground = luma < `threshold` (luma in [0,1]). Needs no
+    /// The grayscale baseline: foreground = luma < `threshold` (luma in [0, 1]). Needs no
     /// weights and runs anywhere.
     pub fn threshold_baseline(threshold: f64) -> Result<Self, SegmentError> {
         let threshold = checked_threshold(threshold)?;

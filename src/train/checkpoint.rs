@@ -46,7 +46,7 @@ fn weights_name(epochs_done: usize) -> String {
     format!("checkpoint-{epochs_done}.safetensors")
 }
 
-/// Whether `run_dir` holds an interrupted run that [`load`] can continue.
+/// Whether `run_dir` holds an interrupted run that `load` can continue.
 pub fn has_checkpoint(run_dir: &Path) -> bool {
     run_dir.join(CHECKPOINT_FILE).is_file()
 }

@@ -46,7 +46,7 @@ pub enum DataError {
     MissingMask { path: PathBuf },
 }
 
-/// A batch of crops: `images` B×3×H×W f32 in [0,1]; `masks` B×1×H×W f32 in {0,1} if known.
+/// A batch of crops: `images` B×3×H×W f32 in [0, 1]; `masks` B×1×H×W f32 in {0,1} if known.
 #[derive(Debug)]
 pub struct Batch {
     pub images: Tensor,
@@ -101,7 +101,7 @@ pub struct Labeled {
 }
 
 impl Labeled {
-    /// The image as 1×3×H×W f32 in [0,1] on `device`.
+    /// The image as 1×3×H×W f32 in [0, 1] on `device`.
     pub fn image_f32(&self, device: Device) -> Tensor {
         to_unit(&self.image.unsqueeze(0), device)
     }

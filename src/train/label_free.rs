@@ -38,7 +38,7 @@ fn inverse(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
     inv
 }
 
-/// Hematoxylin density (B×H×W, ≥ 0) of RGB images in [0,1] (B×3×H×W), as the first
+/// Hematoxylin density (B×H×W, ≥ 0) of RGB images in [0, 1] (B×3×H×W), as the first
 /// channel of `skimage.color.rgb2hed`.
 pub fn hematoxylin(images: &Tensor) -> Tensor {
     let hed_from_rgb = inverse(RGB_FROM_HED);
@@ -89,7 +89,7 @@ pub fn otsu_thresholds(values: &Tensor) -> Tensor {
     threshold.where_self(&hi.gt_tensor(&lo), &lo).squeeze_dim(1)
 }
 
-/// Per-image hematoxylin nuclei maps (B×H×W bool) of RGB images in [0,1]: hematoxylin
+/// Per-image hematoxylin nuclei maps (B×H×W bool) of RGB images in [0, 1]: hematoxylin
 /// density above the image's own Otsu threshold, so stain strength may differ per image.
 pub fn hematoxylin_masks(images: &Tensor) -> Tensor {
     let density = hematoxylin(images);

@@ -26,7 +26,7 @@ pub enum StepOutcome {
     },
 }
 
-/// The contrastive loss of a batch of raw [0,1] images, or `None` when the step must be
+/// The contrastive loss of a batch of raw [0, 1] images, or `None` when the step must be
 /// skipped. `net` runs in training mode (batch statistics), as in the authors' code.
 pub fn contrastive_objective(
     net: &ConfidenceNet,
@@ -141,7 +141,7 @@ impl Trainer {
         })
     }
 
-    /// Mean binary cross-entropy of the confidence map against `target` (B×1×H×W in [0,1]).
+    /// Mean binary cross-entropy of the confidence map against `target` (B×1×H×W in [0, 1]).
     fn cross_entropy(&self, images: &Tensor, target: &Tensor) -> Tensor {
         self.net.forward_t(images, true).binary_cross_entropy(
             target,

@@ -7,7 +7,7 @@ use tch::{Kind, Tensor};
 use super::data::LabeledSet;
 use crate::model::luma;
 
-/// Best threshold: foreground = luma < `threshold` (luma in [0,1], see
+/// Best threshold: foreground = luma < `threshold` (luma in [0, 1], see
 /// [`crate::model::InputNormalisation::Luma`]), and its mean Dice on the set.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThresholdFit {

@@ -19,7 +19,7 @@ pub fn dice_per_image(pred: &Tensor, mask: &Tensor) -> Tensor {
 }
 
 /// Mean over images of each channel's Dice, full-size forward through `confidence` (images
-/// B×3×H×W in [0,1] → B×K×H×W in [0,1], eval mode), one image at a time so that 1000×1000
+/// B×3×H×W in [0, 1] → B×K×H×W in [0, 1], eval mode), one image at a time so that 1000×1000
 /// inputs fit anywhere.
 pub fn validation_dice(
     confidence: &dyn Fn(&Tensor) -> Tensor,

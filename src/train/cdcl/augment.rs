@@ -102,7 +102,7 @@ fn gray(images: &Tensor) -> Tensor {
     (images * weights).sum_dim_intlist(1, true, Kind::Float)
 }
 
-/// Strong photometric augmentation of RGB images in [0,1] (B×3×H×W): colour jitter
+/// Strong photometric augmentation of RGB images in [0, 1] (B×3×H×W): colour jitter
 /// (brightness, contrast, saturation), random grayscale and random Gaussian blur.
 pub fn photometric(images: &Tensor, rng: &mut ChaCha8Rng) -> Tensor {
     let b = images.size()[0] as usize;

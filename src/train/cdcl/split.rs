@@ -105,7 +105,7 @@ impl<'a> LabeledTiles<'a> {
         self.tiles.is_empty()
     }
 
-    /// Sub-images `indices` (taken modulo the count) as B×3×S×S f32 in [0,1] and their
+    /// Sub-images `indices` (taken modulo the count) as B×3×S×S f32 in [0, 1] and their
     /// masks as B×1×S×S f32 in {0,1}, on `device`.
     pub fn batch(&self, indices: &[usize], device: Device) -> (Tensor, Tensor) {
         let (images, masks): (Vec<Tensor>, Vec<Tensor>) = indices
