@@ -1,7 +1,7 @@
 //! Optimizer steps per second for the paper's configuration (batch 10 of 300×300 crops,
 //! K=4, entropy sampler, MSE), and the time of one full-size 1000×1000 validation forward, the
 //! plain eval-mode one next to `ConfidenceNet::infer` (BatchNorm folded; on x86-64 CPUs with
-//! AVX2 the hand-written residual-stack kernel).
+//! AVX2 the hand-written whole-forward kernel).
 //! `cargo bench --bench train_steps [-- STEPS]`; runs on CUDA when available.
 
 use std::time::Instant;
