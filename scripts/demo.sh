@@ -10,7 +10,7 @@ source "$repo/scripts/setup.sh"
 setup_all
 cd "$repo"
 cargo build --release --bin slidestream
-bin="$repo/target/release/slidestream"
+bin="${CARGO_TARGET_DIR:-$repo/target}/release/slidestream" # cargo builds there when set
 out=${DEMO_OUT:-$repo/out/demo}
 mkdir -p "$out"
 
