@@ -114,7 +114,7 @@ case ${1:-} in
 stage) stage_files ;;
 run) shift && run_steps "$@" ;;
 *)
-    sed -n '2,24p' "$0"
+    sed -n '2,21p' "$0"
     exit 2
     ;;
 esac
