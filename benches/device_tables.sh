@@ -26,11 +26,12 @@ stage=$repo/.device-stage
 stage_files() {
     set -e
     local monuseg=${MONUSEG:-$repo/../shared/data/monuseg-train}
+    local target=${CARGO_TARGET_DIR:-$repo/target}/release # cargo builds there when set
     cd "$repo"
     cargo build --release --bin slidestream --bench train_steps
     mkdir -p "$stage/bin" "$stage/lib" "$stage/monuseg/webp"
-    cp target/release/slidestream "$stage/bin/"
-    cp "$(ls -t target/release/deps/train_steps-* | grep -v '\.d$' | head -1)" "$stage/bin/train_steps"
+    cp "$target/slidestream" "$stage/bin/"
+    cp "$(ls -t "$target"/deps/train_steps-* | grep -v '\.d$' | head -1)" "$stage/bin/train_steps"
     strip "$stage"/bin/*
     cp -L .deps/openslide/lib/libopenslide.so.1 "$stage/lib/"
     cp -r "$monuseg/masks" "$stage/monuseg/"

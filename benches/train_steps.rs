@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use slidestream::model::{fast_layout, DILATIONS, HIDDEN_CHANNELS};
 use slidestream::train::{contrastive_objective, Batch, TrainConfig, Trainer};
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
@@ -75,22 +76,23 @@ fn phase_breakdown(
     ))
 }
 
-/// Milliseconds of forward+backward of the network's layer pattern (3→8 stem, six residual
-/// pairs of 8→8 3×3 convolutions at dilations 1, 2, 3, 5, 10, 20) on `x`, with
-/// `conv2d`, with or without BatchNorm (the backend's, e.g. cuDNN, or torch's own) + ELU, in
-/// `x`'s memory layout: which part of the backward pass is slow, and what the layout gives.
+/// Milliseconds of forward+backward of the network's layer pattern (3→8 stem, then per
+/// dilation of `DILATIONS` a residual pair of 8→8 3×3 convolutions) on `x`, with `conv2d`,
+/// with or without BatchNorm (the backend's, e.g. cuDNN, or torch's own) + ELU, in `x`'s
+/// memory layout: which part of the backward pass is slow, and what the layout gives.
 fn layer_pattern_ms(x: &Tensor, norm: Option<bool>, repeats: usize) -> anyhow::Result<f64> {
     let device = x.device();
-    let weights: Vec<Tensor> = (0..13)
-        .map(|i| {
-            let inputs = if i == 0 { 3 } else { 8 };
-            (Tensor::randn([8, inputs, 3, 3], (Kind::Float, device)) * 0.2).set_requires_grad(true)
-        })
+    let weight = |inputs: i64| {
+        (Tensor::randn([HIDDEN_CHANNELS, inputs, 3, 3], (Kind::Float, device)) * 0.2)
+            .set_requires_grad(true)
+    };
+    let stem = weight(3);
+    let pairs: Vec<(i64, Tensor, Tensor)> = DILATIONS
+        .iter()
+        .map(|&d| (d, weight(HIDDEN_CHANNELS), weight(HIDDEN_CHANNELS)))
         .collect();
-    let dilations = [1, 1, 1, 2, 2, 3, 3, 5, 5, 10, 10, 20, 20];
-    let block = |x: &Tensor, i: usize| {
-        let d = dilations[i];
-        let y = x.conv2d(&weights[i], None::<Tensor>, [1, 1], [d, d], [d, d], 1);
+    let block = |x: &Tensor, w: &Tensor, d: i64| {
+        let y = x.conv2d(w, None::<Tensor>, [1, 1], [d, d], [d, d], 1);
         match norm {
             Some(cudnn) => y
                 .batch_norm(
@@ -108,9 +110,9 @@ fn layer_pattern_ms(x: &Tensor, norm: Option<bool>, repeats: usize) -> anyhow::R
         }
     };
     phase_ms(device, repeats, || {
-        let mut h = block(x, 0);
-        for pair in 0..6 {
-            h = &h + block(&block(&h, 1 + 2 * pair), 2 + 2 * pair);
+        let mut h = block(x, &stem, 1);
+        for (d, first, second) in &pairs {
+            h = &h + block(&block(&h, first, *d), second, *d);
         }
         h.mean(Kind::Float).backward();
         Ok(())
@@ -169,7 +171,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!("where a step's time goes (ms, each phase alone, synchronised): {breakdown}");
     let x = Tensor::rand([config.batch as i64, 3, crop, crop], (Kind::Float, device));
-    let nhwc = x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+    let nhwc = fast_layout(&x);
     let experiment = [
         ("conv2d+BN+ELU NCHW", &x, Some(true)),
         (
