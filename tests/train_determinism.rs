@@ -121,6 +121,14 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
         "progress counts the steps left"
     );
 
+    // As if the run had started on a GPU: a run goes on on any device.
+    let recorded = broken.path().join("config.json");
+    let mut started: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&recorded).unwrap()).unwrap();
+    assert_eq!(started["device"], "cpu");
+    started["device"] = "cuda:0".into();
+    std::fs::write(&recorded, started.to_string()).unwrap();
+
     let mut resumed_epochs = Vec::new();
     let summary = train(&config, &data, None, broken.path(), true, &mut |p| {
         if let slidestream::train::Progress::Epoch(m) = p {

@@ -319,6 +319,16 @@ fn seeds_write_subfolders_and_summary_and_resume() {
     let error = finished_runs(config.seed, 3, dir.path(), &longer).unwrap_err();
     assert!(error.is_bad_input());
     assert!(error.to_string().contains("(changed: epochs)"), "{error}");
+
+    // A run finished on another device is the same run: a GPU job goes on on the CPU.
+    let mut on_gpu: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(finished_mark(dir.path(), 5)).unwrap())
+            .unwrap();
+    assert_eq!(on_gpu["settings"]["device"], "cpu");
+    on_gpu["settings"]["device"] = "cuda:0".into();
+    std::fs::write(finished_mark(dir.path(), 5), on_gpu.to_string()).unwrap();
+    let keep = finished_runs(config.seed, 3, dir.path(), &settings).unwrap();
+    assert_eq!(keep.keys().copied().collect::<Vec<_>>(), [5, 6, 7]);
 }
 
 /// Trains one-channel `method` for 60 epochs on `data`, scored on the disks' masks: its

@@ -62,7 +62,8 @@ pub struct TrainArgs {
     /// unfinished run continues after its last finished epoch (--out/checkpoint.json, written
     /// every epoch; from an image folder it ends as one uninterrupted run would), and with
     /// --seeds the runs already finished (seed-<s>/seed.json) are kept. With slides as
-    /// --data the resumed epochs see other random crops. cdcl/SupOnly runs restart instead.
+    /// --data the resumed epochs see other random crops. --device may differ (a GPU job can
+    /// go on on the CPU). cdcl/SupOnly runs restart instead.
     #[arg(long)]
     pub resume: bool,
     /// Where the network trains.

@@ -15,6 +15,7 @@ use super::data::{CropSource, LabeledSet};
 use super::error::TrainError;
 use super::label_free::{hematoxylin_agreement, hematoxylin_masks};
 use super::metrics::{EpochMetrics, MetricsCsv};
+use super::seeds::run_identity;
 use super::step::{StepOutcome, Trainer};
 use super::threshold::fit_gray_threshold;
 use super::validate::validation_dice;
@@ -116,7 +117,7 @@ fn check(config: &TrainConfig) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// A run continues only with the settings it was started with (`config.json`).
+/// A run continues only with the settings it was started with (`config.json`), on any device.
 fn check_same_config(run_dir: &Path, config: &TrainConfig) -> Result<(), TrainError> {
     let path = run_dir.join("config.json");
     let recorded: Option<serde_json::Value> = std::fs::read_to_string(&path)
@@ -124,7 +125,7 @@ fn check_same_config(run_dir: &Path, config: &TrainConfig) -> Result<(), TrainEr
         .and_then(|text| serde_json::from_str(&text).ok());
     let current = serde_json::to_value(config).expect("config serialises");
     match recorded {
-        Some(recorded) if recorded == current => Ok(()),
+        Some(recorded) if run_identity(&recorded) == run_identity(&current) => Ok(()),
         _ => Err(TrainError::Config(format!(
             "{}: the interrupted run was started with other settings; resume it with the \
              same flags, or choose a new --out",

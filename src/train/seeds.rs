@@ -169,18 +169,37 @@ pub fn finished_runs(
             tracing::warn!(file = %path.display(), "unreadable; the seed is trained again");
             continue;
         };
-        let expected = settings(seed);
-        if earlier.settings != expected {
+        let (earlier_identity, expected) = (
+            run_identity(&earlier.settings),
+            run_identity(&settings(seed)),
+        );
+        if earlier_identity != expected {
             return Err(TrainError::Config(format!(
                 "{}: seed {seed} was trained with other settings (changed: {}); resume with the \
                  same flags, or use another --out",
                 path.display(),
-                differing_fields(&earlier.settings, &expected).join(", ")
+                differing_fields(&earlier_identity, &expected).join(", ")
             )));
         }
         finished.insert(seed, earlier.run);
     }
     Ok(finished)
+}
+
+/// What makes two runs the same run for `--resume`: their settings without the device, at
+/// any depth. A job may go on elsewhere (a GPU job continued on the CPU); its numbers then
+/// differ from an uninterrupted run's only as the devices' kernels differ.
+pub fn run_identity(settings: &Value) -> Value {
+    match settings {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .filter(|(key, _)| key.as_str() != "device")
+                .map(|(key, value)| (key.clone(), run_identity(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Names of the fields (dotted paths) where two JSON objects differ.
