@@ -93,6 +93,11 @@ run_steps() {
             --resume --out $runs/$method 2>&1 | tail -15
     }
     for step in "$@"; do
+        # Each step stops itself 20–40 s before the budget ends; under a minute it cannot run.
+        if [ "$(left)" -lt 60 ]; then
+            echo "$step: skipped, under 60 s of the budget left" >&2
+            continue
+        fi
         case $step in
         bench)
             nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
