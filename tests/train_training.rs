@@ -9,8 +9,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use slidestream::model::{load_run, Architecture, LoadedModel, Method};
 use slidestream::train::{
-    finished_mark, finished_runs, percentile, read_metrics, train, train_seeds, Batch, CropSource,
-    FolderImage, LabeledFolder, LabeledSet, Progress, SeedRun, StepOutcome, TrainConfig, Trainer,
+    finished_mark, finished_runs, percentile, read_metrics, seed_dir, train, train_seeds, Batch,
+    CropSource, FolderImage, LabeledFolder, LabeledSet, Progress, SeedRun, StepOutcome,
+    TrainConfig, Trainer,
 };
 use tch::{Device, Kind};
 
@@ -329,6 +330,24 @@ fn seeds_write_subfolders_and_summary_and_resume() {
     std::fs::write(finished_mark(dir.path(), 5), on_gpu.to_string()).unwrap();
     let keep = finished_runs(config.seed, 3, dir.path(), &settings).unwrap();
     assert_eq!(keep.keys().copied().collect::<Vec<_>>(), [5, 6, 7]);
+
+    // Nor does moving the job's folder change its runs: each is read where it is now, so
+    // the kept runs' timings and label-free choices still come from their metrics.csv.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let moved = elsewhere.path().join("moved");
+    std::fs::rename(dir.path(), &moved).unwrap();
+    let keep = finished_runs(config.seed, 3, &moved, &settings).unwrap();
+    for (seed, run) in &keep {
+        assert_eq!(run.run_dir, seed_dir(&moved, *seed));
+    }
+    trained.borrow_mut().clear();
+    let after_move = train_seeds(config.seed, 3, &moved, &settings, &keep, &mut run_one).unwrap();
+    assert!(trained.borrow().is_empty(), "every seed was kept");
+    for (run, before) in after_move.runs.iter().zip(&resumed.runs) {
+        assert_eq!(run.run_dir, seed_dir(&moved, run.seed));
+        assert_eq!(run.label_free, before.label_free);
+        assert_eq!(run.best_elapsed_s, before.best_elapsed_s);
+    }
 }
 
 /// Trains one-channel `method` for 60 epochs on `data`, scored on the disks' masks: its

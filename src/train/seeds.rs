@@ -152,7 +152,7 @@ pub fn finished_mark(run_dir: &Path, seed: u64) -> PathBuf {
 /// The runs of seeds `first_seed`, `first_seed + 1`, … under `run_dir` that an earlier job
 /// finished with the same `settings(seed)`, by seed. A run stopped half-way has no
 /// `seed.json` and is not among them; a finished run with other settings is an error that
-/// names the settings that differ.
+/// names the settings that differ. Kept runs are read from where `run_dir` is now.
 pub fn finished_runs(
     first_seed: u64,
     seeds: usize,
@@ -181,7 +181,13 @@ pub fn finished_runs(
                 differing_fields(&earlier_identity, &expected).join(", ")
             )));
         }
-        finished.insert(seed, earlier.run);
+        // The run is where its mark is now: the job's folder may have moved since (copied
+        // off a GPU node, or a relative --out resumed from another directory).
+        let run = SeedRun {
+            run_dir: seed_dir(run_dir, seed),
+            ..earlier.run
+        };
+        finished.insert(seed, run);
     }
     Ok(finished)
 }
