@@ -9,6 +9,7 @@ pub mod allocator;
 pub mod cohort;
 pub mod commands;
 pub mod device;
+pub mod error_text;
 pub mod logging;
 pub mod model;
 pub mod morphology;

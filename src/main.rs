@@ -184,7 +184,7 @@ fn main() -> ExitCode {
     match run(cli.command, cli.global.quiet > 0, &cancel) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", slidestream::error_text::one_line(&error));
             ExitCode::from(exit_code_for(&error))
         }
     }

@@ -229,6 +229,52 @@ fn no_usable_slide_is_a_bad_input() {
 }
 
 #[test]
+fn settings_no_run_can_use_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    labeled_folder(dir.path(), 160, 0);
+    let out = dir.path().join("run");
+    let missing_val = dir.path().join("no-such-folder");
+    let missing_val = missing_val.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--stride", "0"], "--stride must be at least 1"),
+        (
+            &["--patch-size", "120", "--crop", "100"],
+            "lower it or raise --crop",
+        ),
+        // A 100² crop holds 3 × 3 candidates at the default 50 px patches, stride 20.
+        (
+            &["--sampler", "topk", "--crop", "100"],
+            "--topk 50 must be between 1 and 8",
+        ),
+        (&["--topk", "5"], "--topk is read by --sampler topk only"),
+        (
+            &["--crop", "200"],
+            "smaller than the 200×200 crop; lower --crop",
+        ),
+        (
+            &["--val", missing_val, "--crop", "96", "--patch-size", "16"],
+            "no-such-folder/images: cannot list",
+        ),
+    ];
+    for (flags, message) in cases {
+        let result = binary()
+            .args(["-q", "train", "--device", "cpu", "--data"])
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&out)
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+        assert!(!out.exists(), "{flags:?} left {}", out.display());
+        // Each cause once: the data error already quotes the operating system's reason.
+        assert!(stderr.matches("(os error").count() <= 1, "{stderr}");
+    }
+}
+
+#[test]
 fn ctrl_c_stops_training_and_keeps_the_best_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     labeled_folder(dir.path(), 160, 0);

@@ -302,7 +302,7 @@ impl CohortReport {
         let csv = layout.report_dir.join(format!("{stem}.csv"));
         let fail = |path: &Path, e: anyhow::Error| CohortError::Report {
             path: path.to_path_buf(),
-            message: format!("{e:#}"),
+            message: crate::error_text::one_line(&e),
         };
         crate::commands::write_atomically(&json, |partial| {
             std::fs::write(partial, serde_json::to_vec_pretty(self)?)?;

@@ -75,6 +75,10 @@ pub struct TrainArgs {
     /// Patch sampler: entropy (paper), confidence or topk (appendix B).
     #[arg(long, value_enum, default_value = "entropy")]
     pub sampler: SamplerKind,
+    /// --sampler topk: positives are drawn among this many most confident candidate
+    /// patches, negatives among the rest [default: 50, the authors'].
+    #[arg(long)]
+    pub topk: Option<usize>,
     /// Output channels K of the confidence network.
     #[arg(long, default_value_t = 4)]
     pub channels: usize,
@@ -155,6 +159,7 @@ impl TrainArgs {
             device: self.device.resolve()?,
             similarity: self.similarity,
             sampler: self.sampler,
+            topk: self.topk.unwrap_or(defaults.topk),
             channels: self.channels,
             crop: self.crop.unwrap_or(defaults.crop),
             batch: self.batch.unwrap_or(defaults.batch),
@@ -199,6 +204,9 @@ impl TrainArgs {
                 "--labeled-fraction is for --method cdcl or supervised (SupOnly), not {:?}",
                 self.method
             ));
+        }
+        if self.topk.is_some() && self.sampler != SamplerKind::Topk {
+            return wrong("--topk is read by --sampler topk only".into());
         }
         if !self.unlabeled.is_empty() && self.method != Method::Cdcl {
             return wrong("--unlabeled adds unlabeled slides to --method cdcl only".into());
@@ -551,9 +559,14 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
         return run_semi(args, show_progress, cancel);
     }
     let config = args.config()?;
+    config.check()?;
     let folder = is_image_folder(&args.data)
         .map(LabeledFolder::open)
         .transpose()?;
+    // The threshold baseline reads whole images; every other method cuts crops.
+    if let (Some(folder), false) = (&folder, config.method == Method::Threshold) {
+        folder.check_crop(config.crop)?;
+    }
     let val: Option<LabeledSet> = match (&args.val, &folder) {
         (Some(dir), _) => Some(LabeledFolder::open(dir)?.labeled()?),
         // The paper's protocol: the training images' own masks select the model.

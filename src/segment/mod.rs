@@ -558,6 +558,6 @@ fn write_sidecar(
 ) -> Result<(), SegmentError> {
     crate::commands::write_atomically(path, write).map_err(|error| SegmentError::Write {
         path: path.to_path_buf(),
-        message: format!("{error:#}"),
+        message: crate::error_text::one_line(&error),
     })
 }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::error::TrainError;
+use super::sampler::CandidateGrid;
 pub use crate::model::Method;
 
 /// Patch similarity s(a, b) on attended images (paper appendix C).
@@ -24,7 +26,7 @@ pub enum SamplerKind {
     Entropy,
     /// Appendix B.1: positives ∝ mean confidence, negatives ∝ 1 − that probability.
     Confidence,
-    /// Appendix B.2: uniform among the `topk` most / the remaining least confident.
+    /// Appendix B.2: uniform among the --topk most confident candidates / among the rest.
     Topk,
 }
 
@@ -84,6 +86,63 @@ impl Default for TrainConfig {
             weight_decay: 1e-4,
             epsilon: crate::model::DEFAULT_EPSILON,
         }
+    }
+}
+
+impl TrainConfig {
+    /// Refuses settings no run can use, naming the `train` flag to change, before anything
+    /// is written.
+    pub fn check(&self) -> Result<(), TrainError> {
+        let bad = |what: String| Err(TrainError::Config(what));
+        if self.epochs == 0 || self.max_steps == Some(0) {
+            return bad("--epochs and --max-steps must be at least 1".into());
+        }
+        if self.batch == 0 || self.patches == 0 || self.anchors == 0 || self.channels == 0 {
+            return bad("--batch, --patches and --channels must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.epsilon) {
+            return bad(format!("epsilon {} must be in [0, 1)", self.epsilon));
+        }
+        if self.method == Method::Contrastive {
+            self.check_patches()?;
+        }
+        if self.crop == 0 {
+            return bad("--crop must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The contrastive loss's patch settings fit a crop and leave the sampler candidates.
+    fn check_patches(&self) -> Result<(), TrainError> {
+        let bad = |what: String| Err(TrainError::Config(what));
+        if self.patch_size == 0 || self.stride == 0 {
+            return bad("--patch-size and --stride must be at least 1".into());
+        }
+        if self.patch_size > self.crop {
+            return bad(format!(
+                "--patch-size {} does not fit the {}×{} crop; lower it or raise --crop",
+                self.patch_size, self.crop, self.crop
+            ));
+        }
+        let crop = i64::from(self.crop);
+        let grid = CandidateGrid::new(
+            crop,
+            crop,
+            i64::from(self.patch_size),
+            i64::from(self.stride),
+        )?;
+        if self.sampler == SamplerKind::Topk && !(1..grid.len()).contains(&(self.topk as i64)) {
+            return bad(format!(
+                "--topk {} must be between 1 and {}: a {crop}×{crop} crop holds {} candidate \
+                 patches at --patch-size {} --stride {}, and the rest are the negatives",
+                self.topk,
+                grid.len() - 1,
+                grid.len(),
+                self.patch_size,
+                self.stride
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -30,7 +30,7 @@ pub enum DataError {
         image_h: i64,
     },
     #[error(
-        "{name}: image is {width}×{height}, smaller than the {crop}×{crop} crop; lower `crop`"
+        "{name}: image is {width}×{height}, smaller than the {crop}×{crop} crop; lower --crop"
     )]
     TooSmall {
         name: String,
@@ -87,6 +87,19 @@ impl FolderImage {
     fn size(&self) -> (i64, i64) {
         let s = self.image.size();
         (s[2], s[1])
+    }
+
+    fn check_crop(&self, crop: u32) -> Result<(), DataError> {
+        let (width, height) = self.size();
+        if width < i64::from(crop) || height < i64::from(crop) {
+            return Err(DataError::TooSmall {
+                name: self.path.display().to_string(),
+                width,
+                height,
+                crop,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -231,6 +244,13 @@ impl LabeledFolder {
     }
 }
 
+impl LabeledFolder {
+    /// Every image fits a `crop`×`crop` crop (checked before a run writes anything).
+    pub fn check_crop(&self, crop: u32) -> Result<(), DataError> {
+        self.items.iter().try_for_each(|item| item.check_crop(crop))
+    }
+}
+
 impl CropSource for LabeledFolder {
     fn epoch_len(&self) -> usize {
         self.items.len()
@@ -258,15 +278,8 @@ impl CropSource for LabeledFolder {
         let mut masks = Vec::with_capacity(items.len());
         for &i in items {
             let item = &self.items[i % self.items.len()];
+            item.check_crop(crop)?;
             let (w, h) = item.size();
-            if w < c || h < c {
-                return Err(DataError::TooSmall {
-                    name: item.path.display().to_string(),
-                    width: w,
-                    height: h,
-                    crop,
-                });
-            }
             let y = rng.random_range(0..=h - c);
             let x = rng.random_range(0..=w - c);
             images.push(item.image.narrow(1, y, c).narrow(2, x, c));

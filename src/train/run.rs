@@ -100,23 +100,6 @@ pub(super) fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
-fn check(config: &TrainConfig) -> Result<(), TrainError> {
-    let bad = |what: &str| Err(TrainError::Config(what.to_string()));
-    if config.epochs == 0 || config.max_steps == Some(0) {
-        return bad("epochs and max_steps must be at least 1");
-    }
-    if config.batch == 0 || config.patches == 0 || config.anchors == 0 || config.channels == 0 {
-        return bad("batch, patches, anchors and channels must be at least 1");
-    }
-    if config.patch_size > config.crop {
-        return bad("patch_size must not exceed crop");
-    }
-    if !(0.0..1.0).contains(&config.epsilon) {
-        return bad("epsilon must be in [0, 1)");
-    }
-    Ok(())
-}
-
 /// A run continues only with the settings it was started with (`config.json`), on any device.
 fn check_same_config(run_dir: &Path, config: &TrainConfig) -> Result<(), TrainError> {
     let path = run_dir.join("config.json");
@@ -154,7 +137,7 @@ pub fn train(
     resume: bool,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainSummary, TrainError> {
-    check(config)?;
+    config.check()?;
     if resume && checkpoint::has_checkpoint(run_dir) {
         check_same_config(run_dir, config)?;
     }
