@@ -156,6 +156,11 @@ fn load_run_names_the_broken_file() {
     let vs = nn::VarStore::new(Device::Cpu);
     let _net = ConfidenceNet::new(&vs.root(), 4, 0.05);
 
+    // A folder that is not a run at all: say so, and what to pass instead.
+    let err = load_run(dir.path(), Device::Cpu).unwrap_err();
+    assert!(matches!(err, ModelError::NotARun { .. }), "{err}");
+    assert!(err.to_string().contains("--out of a finished"), "{err}");
+
     save_run(dir.path(), None, &card(4, 0)).unwrap();
     let err = load_run(dir.path(), Device::Cpu).unwrap_err();
     assert!(matches!(err, ModelError::MissingWeights { .. }), "{err}");

@@ -23,6 +23,8 @@ pub enum ModelError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("{run_dir}: not a run directory (no model.json); pass the --out of a finished `slidestream train`")]
+    NotARun { run_dir: PathBuf },
     #[error("{path}: missing; the run directory has no trained weights (re-run `train`, or point at a RUN_DIR that finished)")]
     MissingWeights { path: PathBuf },
     #[error("{path}: not a readable safetensors file: {source}")]
@@ -189,9 +191,14 @@ pub(crate) fn copy_weights(
 /// on `device`.
 pub fn load_run(run_dir: &Path, device: Device) -> Result<(LoadedModel, ModelCard), ModelError> {
     let card_path = run_dir.join(MODEL_CARD_FILE);
-    let text = std::fs::read_to_string(&card_path).map_err(|source| ModelError::Io {
-        path: card_path.clone(),
-        source,
+    let text = std::fs::read_to_string(&card_path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => ModelError::NotARun {
+            run_dir: run_dir.to_path_buf(),
+        },
+        _ => ModelError::Io {
+            path: card_path.clone(),
+            source,
+        },
     })?;
     let card: ModelCard = serde_json::from_str(&text).map_err(|source| ModelError::Card {
         path: card_path.clone(),
