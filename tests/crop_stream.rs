@@ -120,3 +120,24 @@ fn unusable_slides_are_skipped_and_reported() {
     assert!(matches!(none, CropStreamError::NoUsableSlide(_)));
     assert!(none.to_string().contains("glass.tif"));
 }
+
+#[test]
+fn a_stream_that_cannot_draw_a_crop_says_why_not_just_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = make_slide(dir.path(), "slide.tif", 0.5, 6);
+    // A crop wider than the slide can never be all tissue.
+    let sampler = Arc::new(CropSampler::new(&[path], 2100, 1.0).unwrap());
+    let mut stream = CropStream::start(
+        sampler,
+        4,
+        &CropStreamConfig::default(),
+        &CancelToken::new(),
+    );
+    let error = anyhow::Error::from(stream.next_batch(2).err().expect("no crop fits"));
+    let text = slidestream::error_text::one_line(&error);
+    assert!(
+        text.contains("slide.tif: no 2100x2100 crop with ≥100% tissue"),
+        "{text}"
+    );
+    assert!(text.contains("lower --min-tissue"), "{text}");
+}

@@ -208,6 +208,15 @@ impl TrainArgs {
         if self.topk.is_some() && self.sampler != SamplerKind::Topk {
             return wrong("--topk is read by --sampler topk only".into());
         }
+        if self.epoch_crops == 0 {
+            return wrong("--epoch-crops must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.min_tissue) {
+            return wrong(format!(
+                "--min-tissue {} must be between 0 and 1: the share of a crop that is tissue",
+                self.min_tissue
+            ));
+        }
         if !self.unlabeled.is_empty() && self.method != Method::Cdcl {
             return wrong("--unlabeled adds unlabeled slides to --method cdcl only".into());
         }

@@ -310,7 +310,15 @@ impl CropStream {
     /// The next `n` crops (fewer only at the end of the stream).
     pub fn next_batch(&mut self, n: usize) -> Result<Vec<Crop>, PipelineError> {
         let started = Instant::now();
-        let batch: Vec<Crop> = self.crops.by_ref().take(n).collect::<Result<_, _>>()?;
+        let batch: Vec<Crop> = self
+            .crops
+            .by_ref()
+            .take(n)
+            .collect::<Result<_, _>>()
+            .map_err(|error| match error {
+                PipelineError::Cancelled => self.pipeline.take_failure().unwrap_or(error),
+                other => other,
+            })?;
         self.waited += started.elapsed();
         self.delivered += batch.len() as u64;
         Ok(batch)

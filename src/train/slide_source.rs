@@ -73,7 +73,7 @@ impl CropSource for SlideCrops {
             .map_err(|_| DataError::CropStream("a previous batch panicked".into()))?;
         let crops = stream
             .next_batch(items.len())
-            .map_err(|e| DataError::CropStream(format!("{e:#}")))?;
+            .map_err(|e| DataError::CropStream(crate::error_text::one_line(&e.into())))?;
         if crops.len() < items.len() {
             return Err(DataError::CropStream(format!(
                 "the stream ended after {} of {} crops",
