@@ -11,6 +11,8 @@ use slidestream::pipeline::{install_ctrl_c, CancelToken, PipelineError};
 use slidestream::segment::SegmentError;
 use slidestream::slide::tissue::TissueParams;
 use slidestream::slide::SlideError;
+use slidestream::synth::SynthError;
+use slidestream::tiff::TiffWriteError;
 use slidestream::train::crop_stream::CropStreamError;
 use slidestream::train::DataError;
 use slidestream::train::TrainError;
@@ -153,7 +155,14 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
             .is_some_and(CohortError::is_bad_input)
         || error
             .downcast_ref::<SegmentError>()
-            .is_some_and(SegmentError::is_bad_input);
+            .is_some_and(SegmentError::is_bad_input)
+        || error
+            .downcast_ref::<TiffWriteError>()
+            .is_some_and(TiffWriteError::is_bad_input)
+        || error
+            .downcast_ref::<SynthError>()
+            .is_some_and(SynthError::is_bad_input)
+        || names_a_missing_or_forbidden_path(error);
     if bad_input {
         2
     } else if matches!(error.downcast_ref(), Some(CohortError::SlidesFailed { .. })) {
@@ -168,6 +177,26 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     } else {
         1
     }
+}
+
+/// A file or folder the user named is missing or not accessible (e.g. the output folder of
+/// `tissue --out`): something the user fixes, not a failure while working.
+fn names_a_missing_or_forbidden_path(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        // The image crate keeps its I/O error inside rather than as a source.
+        let io = cause.downcast_ref::<std::io::Error>().or_else(|| {
+            match cause.downcast_ref::<image::ImageError>() {
+                Some(image::ImageError::IoError(e)) => Some(e),
+                _ => None,
+            }
+        });
+        io.is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            )
+        })
+    })
 }
 
 fn main() -> ExitCode {

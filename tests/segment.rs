@@ -505,6 +505,21 @@ fn bad_models_and_channels_are_clear_errors() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no-such-run"));
     assert!(!out.exists());
+
+    // An output folder that does not exist is the user's to fix: exit 2, and it is named.
+    std::fs::remove_dir_all(&run).unwrap();
+    let run = median_split_model(dir.path(), &image, Net::Confidence);
+    let nowhere = dir.path().join("no-such-folder").join("m.tif");
+    let unwritable = binary()
+        .args(["-q", "segment", "--model"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&nowhere)
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert_eq!(unwritable.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unwritable.stderr).contains("no-such-folder"));
 }
 
 #[test]

@@ -149,6 +149,26 @@ fn cli_synth_then_tissue_json() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!bad_out.exists());
+    // Bad input, exit 2 (not 1, a failure while working): an output folder that does not
+    // exist, and a spec no slide can have.
+    let nowhere = dir.path().join("no-such-folder");
+    let tissue_nowhere = binary()
+        .args(["-q", "tissue", "--out"])
+        .arg(nowhere.join("map.png"))
+        .arg(&slide_path)
+        .output()
+        .unwrap();
+    assert_eq!(tissue_nowhere.status.code(), Some(2));
+    for flags in [["--width", "0"], ["--tile", "0"]] {
+        let synth = binary()
+            .args(["-q", "synth", "--out"])
+            .arg(dir.path().join("bad.tif"))
+            .args(flags)
+            .output()
+            .unwrap();
+        assert_eq!(synth.status.code(), Some(2), "{flags:?}");
+    }
+    assert!(!nowhere.exists() && !dir.path().join("bad.tif").exists());
 }
 
 #[test]

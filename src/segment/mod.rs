@@ -76,7 +76,7 @@ impl SegmentError {
         matches!(
             self,
             Self::Slide(_) | Self::Model(_) | Self::NoMpp { .. } | Self::InvalidOption(_)
-        )
+        ) || matches!(self, Self::Tiff(e) if e.is_bad_input())
     }
 }
 

@@ -139,3 +139,13 @@ pub enum SynthError {
         source: image::ImageError,
     },
 }
+
+impl SynthError {
+    /// The spec or the output path is at fault (exit code 2), not the machine.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidSpec(_) | Self::TooLarge { .. } | Self::Io { .. }
+        )
+    }
+}

@@ -76,3 +76,14 @@ pub enum TiffWriteError {
     )]
     Stopped { path: PathBuf },
 }
+
+impl TiffWriteError {
+    /// The caller's request is at fault (options, an empty image, an output folder that is
+    /// missing or not writable), not the machine or this writer's use.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidOptions { .. } | Self::EmptyImage { .. } | Self::Create { .. }
+        )
+    }
+}
