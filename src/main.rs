@@ -140,28 +140,18 @@ enum Command {
 
 /// Exit codes as documented in `--help`.
 fn exit_code_for(error: &anyhow::Error) -> u8 {
-    let bad_input = error.downcast_ref::<SlideError>().is_some()
-        || error.downcast_ref::<DataError>().is_some()
-        || error.downcast_ref::<CropStreamError>().is_some()
-        || error.downcast_ref::<DeviceError>().is_some()
-        || error.downcast_ref::<ModelError>().is_some()
-        || error.downcast_ref::<RunError>().is_some()
-        || error.downcast_ref::<clap::Error>().is_some()
-        || error
-            .downcast_ref::<TrainError>()
-            .is_some_and(TrainError::is_bad_input)
-        || error
-            .downcast_ref::<CohortError>()
-            .is_some_and(CohortError::is_bad_input)
-        || error
-            .downcast_ref::<SegmentError>()
-            .is_some_and(SegmentError::is_bad_input)
-        || error
-            .downcast_ref::<TiffWriteError>()
-            .is_some_and(TiffWriteError::is_bad_input)
-        || error
-            .downcast_ref::<SynthError>()
-            .is_some_and(SynthError::is_bad_input)
+    let bad_input = is::<SlideError>(error, |_| true)
+        || is::<DataError>(error, |_| true)
+        || is::<CropStreamError>(error, |_| true)
+        || is::<DeviceError>(error, |_| true)
+        || is::<ModelError>(error, |_| true)
+        || is::<RunError>(error, |_| true)
+        || is::<clap::Error>(error, |_| true)
+        || is(error, TrainError::is_bad_input)
+        || is(error, CohortError::is_bad_input)
+        || is(error, SegmentError::is_bad_input)
+        || is(error, TiffWriteError::is_bad_input)
+        || is(error, SynthError::is_bad_input)
         || names_a_missing_or_forbidden_path(error);
     if bad_input {
         2
@@ -177,6 +167,14 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     } else {
         1
     }
+}
+
+/// `error` (or an error it wraps) is an `E` for which `test` holds.
+fn is<E>(error: &anyhow::Error, test: impl Fn(&E) -> bool) -> bool
+where
+    E: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+{
+    error.downcast_ref::<E>().is_some_and(test)
 }
 
 /// A file or folder the user named is missing or not accessible (e.g. the output folder of
