@@ -178,14 +178,14 @@ impl Pipeline {
         });
     }
 
-    /// Waits for every stage to finish. Returns the per-stage report, or the first error
-    /// of any stage ([`PipelineError::Cancelled`] if the run was cancelled without one).
     /// The first stage failure so far, taken out. A consumer whose stream ended in
     /// `Cancelled` reports this instead: the failing stage is what stopped the run.
     pub fn take_failure(&self) -> Option<PipelineError> {
         self.cancel.take_error()
     }
 
+    /// Waits for every stage to finish. Returns the per-stage report, or the first error
+    /// of any stage ([`PipelineError::Cancelled`] if the run was cancelled without one).
     pub fn join(mut self) -> Result<PipelineReport, PipelineError> {
         self.join_threads();
         let report = self.report();

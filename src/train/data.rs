@@ -242,9 +242,7 @@ impl LabeledFolder {
             .collect::<Result<_, _>>()?;
         Ok(LabeledSet { items })
     }
-}
 
-impl LabeledFolder {
     /// Every image fits a `crop`×`crop` crop (checked before a run writes anything).
     pub fn check_crop(&self, crop: u32) -> Result<(), DataError> {
         self.items.iter().try_for_each(|item| item.check_crop(crop))
