@@ -18,5 +18,7 @@ pub mod scores;
 pub mod segment;
 pub mod slide;
 pub mod synth;
+#[cfg(test)]
+mod test_support;
 pub mod tiff;
 pub mod train;

@@ -239,6 +239,7 @@ fn wrong_semi_supervised_options_name_the_flag() {
     );
     assert!(!run.exists());
     let folder = slidestream::train::LabeledFolder::open(&data).unwrap();
+    let _rng = common::torch_rng();
     let odd_crop = SemiConfig {
         crop: 96,
         ..quick_config(true)
@@ -279,6 +280,7 @@ fn quick_config(unsupervised: bool) -> SemiConfig {
 
 #[test]
 fn same_seed_same_model_and_the_supervised_loss_falls() {
+    let _rng = common::torch_rng();
     let data = common::disks(4, 64, 6, 10, 8);
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, config: &SemiConfig| {
@@ -317,6 +319,7 @@ fn same_seed_same_model_and_the_supervised_loss_falls() {
 
 #[test]
 fn a_cancelled_run_stops_before_the_next_step() {
+    let _rng = common::torch_rng();
     let data = common::disks(2, 64, 4, 0, 1);
     let dir = tempfile::tempdir().unwrap();
     let error = train_semi(

@@ -5,7 +5,6 @@ mod common;
 
 use std::cell::Cell;
 use std::path::Path;
-use std::sync::Mutex;
 
 use rand_chacha::ChaCha8Rng;
 use slidestream::train::{
@@ -13,9 +12,6 @@ use slidestream::train::{
     TrainError,
 };
 use tch::Device;
-
-/// Held by every test: torch's RNG is shared by the test threads.
-static TORCH_RNG: Mutex<()> = Mutex::new(());
 
 fn config(seed: u64, epochs: usize) -> TrainConfig {
     TrainConfig {
@@ -94,7 +90,7 @@ fn metrics_without_time(run_dir: &Path) -> Vec<String> {
 
 #[test]
 fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
-    let _torch = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::torch_rng();
     let data = common::disks(6, 64, 6, 10, 12);
     let config = config(5, 5);
     let whole = tempfile::tempdir().unwrap();
@@ -156,7 +152,7 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
 
 #[test]
 fn a_run_resumes_only_with_its_own_settings() {
-    let _torch = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::torch_rng();
     let data = common::disks(6, 64, 6, 10, 12);
     let dir = tempfile::tempdir().unwrap();
     let dying = DiesAfter {
@@ -173,7 +169,7 @@ fn a_run_resumes_only_with_its_own_settings() {
 
 #[test]
 fn same_seed_same_weights() {
-    let _torch = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::torch_rng();
     let (a, b, c) = (weights_after(3), weights_after(3), weights_after(4));
     assert_eq!(a.len(), b.len());
     for ((na, ta), (nb, tb)) in a.iter().zip(&b) {

@@ -1,9 +1,11 @@
 //! Similarities, the contrastive loss on a hand-sized case, and patch gathering.
 
+mod common;
+
 use slidestream::train::{
     attended_patches, contrastive_loss, similarity_matrix, CandidateGrid, Similarity,
 };
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 fn t(values: &[f32], shape: &[i64]) -> Tensor {
     Tensor::from_slice(values).view(shape)
@@ -27,9 +29,8 @@ fn rows(x: &Tensor) -> Vec<Vec<f64>> {
 
 #[test]
 fn similarity_matrices_match_their_definitions() {
-    tch::manual_seed(0);
-    let a = Tensor::rand([3, 5], (Kind::Float, Device::Cpu)) * 0.9 + 0.05;
-    let b = Tensor::rand([4, 5], (Kind::Float, Device::Cpu)) * 0.9 + 0.05;
+    let a = common::uniform(&[3, 5], 1) * 0.9 + 0.05;
+    let b = common::uniform(&[4, 5], 2) * 0.9 + 0.05;
     let (ra, rb) = (rows(&a), rows(&b));
     for (kind, f) in [
         (Similarity::Mse, mse as fn(&[f64], &[f64]) -> f64),
@@ -118,7 +119,7 @@ fn loss_matches_direct_evaluation() {
 
 #[test]
 fn loss_has_gradients_only_through_used_patches() {
-    let patches = Tensor::rand([2, 4, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let patches = common::uniform(&[2, 4, 3], 3).set_requires_grad(true);
     let positive =
         Tensor::from_slice(&[true, true, false, false, true, false, true, false]).view([2, 4]);
     // Patch 3 of channel 1 is neither positive nor negative here.
@@ -137,13 +138,14 @@ fn loss_has_gradients_only_through_used_patches() {
 
 #[test]
 fn attended_patches_cut_the_right_windows() {
-    tch::manual_seed(3);
     let (b, k, h, w) = (2, 3, 20, 24);
-    let image = Tensor::rand([b, 3, h, w], (Kind::Float, Device::Cpu));
-    let conf = Tensor::rand([b, k, h, w], (Kind::Float, Device::Cpu));
+    let image = common::uniform(&[b, 3, h, w], 4);
+    let conf = common::uniform(&[b, k, h, w], 5);
     let grid = CandidateGrid::new(h, w, 6, 4).unwrap();
     assert_eq!((grid.rows, grid.cols), (4, 5));
-    let index = Tensor::randint(grid.len(), [b, k, 4], (Kind::Int64, Device::Cpu));
+    let index = (common::uniform(&[b, k, 4], 6) * grid.len() as f64)
+        .floor()
+        .to_kind(Kind::Int64);
     let got = attended_patches(&image, &conf, &grid, &index);
     assert_eq!(got.size(), [k, b * 4, 3 * 36]);
     for bi in 0..b {

@@ -1,5 +1,7 @@
 //! Samplers: the entropy rule of section 2.3 and the appendix-B alternatives.
 
+mod common;
+
 use slidestream::train::{bernoulli_entropy_bits, sample_patches, CandidateGrid, SamplerKind};
 use tch::{Device, Kind, Tensor};
 
@@ -26,6 +28,7 @@ fn entropy_is_in_bits() {
 
 #[test]
 fn entropy_sampler_follows_the_rule() {
+    let _rng = common::torch_rng();
     tch::manual_seed(42);
     let c = [0.5f32, 0.9, 0.98, 0.2];
     let batch = 4000;
@@ -66,6 +69,7 @@ fn entropy_sampler_follows_the_rule() {
 
 #[test]
 fn confidence_sampler_draws_positives_by_confidence() {
+    let _rng = common::torch_rng();
     tch::manual_seed(7);
     let c = [0.1f32, 0.2, 0.3, 0.4];
     let grid = CandidateGrid::new(8, 8, 4, 4).unwrap();
@@ -85,6 +89,7 @@ fn confidence_sampler_draws_positives_by_confidence() {
 
 #[test]
 fn topk_sampler_splits_by_rank() {
+    let _rng = common::torch_rng();
     tch::manual_seed(9);
     let grid = CandidateGrid::new(8, 8, 4, 4).unwrap();
     let conf = blocks([0.9, 0.1, 0.8, 0.2], 50);

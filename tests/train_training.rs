@@ -3,7 +3,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -14,12 +13,6 @@ use slidestream::train::{
     TrainConfig, Trainer,
 };
 use tch::{Device, Kind};
-
-/// torch's RNG is process-global and tests run on parallel threads: seeded runs take turns.
-fn serial() -> MutexGuard<'static, ()> {
-    static TORCH_RNG: Mutex<()> = Mutex::new(());
-    TORCH_RNG.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn small(method: Method) -> TrainConfig {
     TrainConfig {
@@ -70,7 +63,7 @@ fn defaults_are_the_papers_and_round_trip() {
 /// the step is skipped and the weights stay as they were.
 #[test]
 fn steps_without_both_roles_are_skipped() {
-    let _turn = serial();
+    let _rng = common::torch_rng();
     let data = common::disks(4, 64, 6, 10, 1);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let batch: Batch = data
@@ -101,7 +94,7 @@ fn mean_loss(history: &[f64]) -> f64 {
 
 #[test]
 fn contrastive_training_learns_disks() {
-    let _turn = serial();
+    let _rng = common::torch_rng();
     let data = common::disks(8, 96, 12, 10, 2);
     let val = data.labeled().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -147,7 +140,7 @@ fn contrastive_training_learns_disks() {
 
 #[test]
 fn run_dir_has_all_outputs_and_loads() {
-    let _turn = serial();
+    let _rng = common::torch_rng();
     let data = common::disks(6, 64, 6, 10, 3);
     let val = data.labeled().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -187,7 +180,7 @@ fn run_dir_has_all_outputs_and_loads() {
 
 #[test]
 fn seeds_write_subfolders_and_summary_and_resume() {
-    let _turn = serial();
+    let _rng = common::torch_rng();
     let data = common::disks(4, 64, 6, 10, 4);
     let val = data.labeled().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -353,7 +346,7 @@ fn seeds_write_subfolders_and_summary_and_resume() {
 /// Trains one-channel `method` for 60 epochs on `data`, scored on the disks' masks: its
 /// best validation Dice must be high and its model card must say what it is.
 fn one_channel_method_finds_the_disks(method: Method, data: &LabeledFolder, val: &LabeledSet) {
-    let _turn = serial();
+    let _rng = common::torch_rng();
     let dir = tempfile::tempdir().unwrap();
     let config = TrainConfig {
         epochs: 60,
@@ -396,7 +389,7 @@ fn hematoxylin_method_learns_nuclei_without_masks() {
 
 #[test]
 fn threshold_baseline_finds_the_gap() {
-    let _turn = serial();
+    let _rng = common::torch_rng();
     let data = common::disks(3, 64, 6, 0, 6);
     let val = data.labeled().unwrap();
     let dir = tempfile::tempdir().unwrap();

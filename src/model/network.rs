@@ -291,6 +291,7 @@ impl ModuleT for ConfidenceNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{torch_rng, uniform};
 
     /// The kernel and torch compute the same confidences (the torch path is the one CUDA and
     /// CPUs without AVX2 take, so it stays tested where the kernel runs).
@@ -299,7 +300,8 @@ mod tests {
         if !tiny_conv::available() {
             return;
         }
-        // Fewer and more output channels than a vector holds.
+        let _rng = torch_rng(); // layer initialisation draws from it
+                                // Fewer and more output channels than a vector holds.
         for channels in [2, 9] {
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let net = ConfidenceNet::new(&vs.root(), channels, DEFAULT_EPSILON);
@@ -307,14 +309,17 @@ mod tests {
                 for (name, mut var) in vs.variables() {
                     // BatchNorm scales, shifts and statistics away from the identity.
                     if name.contains(".f.1.") {
-                        var.copy_(&(Tensor::rand_like(&var) + 0.5));
+                        var.copy_(&(uniform(&var.size(), channels as u64) + 0.5));
                     }
                 }
             });
             // The repeated shape reuses the planes of the call before (see `tiny_conv`); 50
             // columns end in a partial block of pixels, 3×7 is narrower than a block.
-            for shape in [[2, 3, 45, 50], [2, 3, 45, 50], [1, 3, 3, 7]] {
-                let x = Tensor::rand(shape, (Kind::Float, Device::Cpu));
+            for (seed, shape) in [[2, 3, 45, 50], [2, 3, 45, 50], [1, 3, 3, 7]]
+                .into_iter()
+                .enumerate()
+            {
+                let x = uniform(&shape, seed as u64);
                 let kernel = tch::no_grad(|| net.infer_with_kernel(&x));
                 let torch = tch::no_grad(|| net.infer_with_torch(&x));
                 assert_eq!(kernel.size(), torch.size());

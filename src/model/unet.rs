@@ -253,8 +253,10 @@ impl ModuleT for UNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
+    use crate::test_support::{torch_rng, uniform};
+    use tch::Device;
 
+    /// A seeded network (the caller holds [`torch_rng`]: initialisation draws from it).
     fn net(width: i64) -> (nn::VarStore, UNet) {
         tch::manual_seed(3);
         let vs = nn::VarStore::new(Device::Cpu);
@@ -264,11 +266,9 @@ mod tests {
 
     #[test]
     fn shapes_and_parameter_count() {
+        let _rng = torch_rng();
         let (vs, net) = net(8);
-        let out = net.forward_features(
-            &Tensor::rand([2, 3, 64, 48], (Kind::Float, Device::Cpu)),
-            true,
-        );
+        let out = net.forward_features(&uniform(&[2, 3, 64, 48], 1), true);
         assert_eq!(out.logits.size(), [2, 2, 64, 48]);
         assert_eq!(out.features.size(), [2, 15 * 8, 8, 6]);
         assert_eq!(net.project(&out.features).size(), [2, PROJECTION_DIM, 8, 6]);
@@ -280,14 +280,15 @@ mod tests {
         assert_eq!(trainable, 121_186 + 32_000);
     }
 
-    /// A pixel just outside the receptive radius cannot change the output at the centre; one
-    /// well inside it does (so the radius is neither too small nor vacuous).
+    /// A pixel just outside the receptive radius cannot change the output at the centre; a
+    /// block well inside it does (so the radius is neither too small nor vacuous).
     #[test]
     fn receptive_radius_bounds_the_context() {
+        let _rng = torch_rng();
         let (_vs, net) = net(4);
         let side = 2 * 64 + 8;
         let centre = 64;
-        let base = Tensor::rand([1, 3, side, side], (Kind::Float, Device::Cpu));
+        let base = uniform(&[1, 3, side, side], 2);
         let at_centre = |x: &Tensor| {
             tch::no_grad(|| {
                 net.forward_features(x, false)
@@ -303,12 +304,12 @@ mod tests {
         let r = centre + UNET_RECEPTIVE_RADIUS as i64 + 1;
         let _ = far.get(0).get(0).get(r).get(r).fill_(5.0);
         assert!(at_centre(&far).equal(&reference));
+        // One pixel of one channel can vanish behind a ReLU or a max-pool; an 8×8 block in
+        // every channel cannot, whatever the weights.
         let near = base.copy();
         let _ = near
-            .get(0)
-            .get(0)
-            .get(centre + 20)
-            .get(centre + 20)
+            .narrow(2, centre + 16, 8)
+            .narrow(3, centre + 16, 8)
             .fill_(5.0);
         assert!(!at_centre(&near).equal(&reference));
     }

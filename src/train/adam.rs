@@ -114,6 +114,7 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{torch_rng, uniform};
     use tch::nn::{Module, OptimizerConfig};
     use tch::{Device, Kind};
 
@@ -128,8 +129,9 @@ mod tests {
     /// Same initial weights and data: ours and libtorch's Adam take the same path.
     #[test]
     fn matches_libtorch_adam() {
-        let x = Tensor::randn([16, 5], (Kind::Float, Device::Cpu));
-        let y = Tensor::randn([16, 1], (Kind::Float, Device::Cpu));
+        let _rng = torch_rng();
+        let x = uniform(&[16, 5], 1) * 2.0 - 1.0;
+        let y = uniform(&[16, 1], 2) * 2.0 - 1.0;
         let (lr, wd) = (0.05, 0.01);
         let train = |ours: bool| {
             tch::manual_seed(3);
@@ -165,11 +167,12 @@ mod tests {
 
     #[test]
     fn state_round_trips_and_names_what_is_missing() {
+        let _rng = torch_rng();
         tch::manual_seed(4);
         let vs = nn::VarStore::new(Device::Cpu);
         let net = model(&vs);
         let mut adam = Adam::new(&vs, 0.01, 0.0);
-        let x = Tensor::randn([4, 5], (Kind::Float, Device::Cpu));
+        let x = uniform(&[4, 5], 3) * 2.0 - 1.0;
         adam.backward_step(&net.forward(&x).sum(Kind::Float));
         let stored: HashMap<String, Tensor> = adam.state().into_iter().collect();
         assert_eq!(stored.len(), 8);

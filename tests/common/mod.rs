@@ -6,7 +6,25 @@ use rand_chacha::ChaCha8Rng;
 use slidestream::train::{FolderImage, LabeledFolder};
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tch::{Kind, Tensor};
+
+/// Exclusive use of libtorch's generator, which is process-wide while the harness runs tests
+/// on parallel threads: every test that seeds it, draws from it or builds layers (their
+/// initialisation draws) holds this for its whole body.
+pub fn torch_rng() -> MutexGuard<'static, ()> {
+    static TORCH_RNG: Mutex<()> = Mutex::new(());
+    TORCH_RNG.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A float tensor of `shape`, uniform in [0, 1), from a local generator no other test can
+/// advance.
+pub fn uniform(shape: &[i64], seed: u64) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let count: i64 = shape.iter().product();
+    let values: Vec<f32> = (0..count).map(|_| rng.random::<f32>()).collect();
+    Tensor::from_slice(&values).view(shape)
+}
 
 /// A file or folder under `../shared/data`, or `None` (with a message saying the test is
 /// skipped) when the shared data is not next to the checkout.

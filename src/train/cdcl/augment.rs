@@ -190,7 +190,7 @@ mod tests {
     fn image_and_mask_stay_aligned_and_in_range() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         // A mask that equals the image's red channel: any misalignment would show.
-        let red = Tensor::rand([4, 1, 40, 40], (Kind::Float, Device::Cpu))
+        let red = crate::test_support::uniform(&[4, 1, 40, 40], 2)
             .gt(0.5)
             .to_kind(Kind::Float);
         let images = Tensor::cat(&[&red, &red.zeros_like(), &red.ones_like()], 1);
