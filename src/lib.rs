@@ -10,6 +10,8 @@ pub mod cohort;
 pub mod commands;
 pub mod device;
 pub mod error_text;
+pub mod instance_scores;
+pub mod instances;
 pub mod logging;
 pub mod model;
 pub mod morphology;

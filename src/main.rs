@@ -5,6 +5,7 @@ use slidestream::cohort::CohortError;
 use slidestream::commands::run::{self as pipeline_run, RunError};
 use slidestream::commands::{self, cohort, doctor, eval, info, segment, synth, tissue, train};
 use slidestream::device::DeviceError;
+use slidestream::instances::InstanceMapError;
 use slidestream::logging::{self, LogFormat};
 use slidestream::model::ModelError;
 use slidestream::pipeline::{install_ctrl_c, CancelToken, PipelineError};
@@ -125,7 +126,8 @@ enum Command {
         args: pipeline_run::RunArgs,
     },
     /// Score a trained run against labeled images: Dice, IoU, precision, recall, accuracy
-    /// and specificity per image and mean, raw and after post-processing.
+    /// and specificity per image and mean, raw and after post-processing; where
+    /// DIR/instances/<stem>.png exists, also objects: AJI, object F1 and PQ.
     Eval {
         #[command(flatten)]
         args: eval::EvalArgs,
@@ -142,6 +144,7 @@ enum Command {
 fn exit_code_for(error: &anyhow::Error) -> u8 {
     let bad_input = is::<SlideError>(error, |_| true)
         || is::<DataError>(error, |_| true)
+        || is::<InstanceMapError>(error, |_| true)
         || is::<CropStreamError>(error, |_| true)
         || is::<DeviceError>(error, |_| true)
         || is::<ModelError>(error, |_| true)

@@ -60,40 +60,44 @@ impl Confusion {
     /// Dice coefficient (F1), `2tp / (2tp + fp + fn)`; 1.0 when neither mask has foreground.
     pub fn dice(&self) -> f64 {
         let (tp, fp, fn_) = self.positives();
-        ratio(2 * tp, 2 * tp + fp + fn_, true)
+        ratio((2 * tp) as f64, 2 * tp + fp + fn_, true)
     }
 
     /// Intersection over union (Jaccard), `tp / (tp + fp + fn)`; 1.0 when neither mask has
     /// foreground.
     pub fn iou(&self) -> f64 {
         let (tp, fp, fn_) = self.positives();
-        ratio(tp, tp + fp + fn_, true)
+        ratio(tp as f64, tp + fp + fn_, true)
     }
 
     /// Precision, `tp / (tp + fp)`. With no predicted foreground: 1.0 if the truth has none
     /// either, else 0.0.
     pub fn precision(&self) -> f64 {
         let (tp, fp, fn_) = self.positives();
-        ratio(tp, tp + fp, fn_ == 0)
+        ratio(tp as f64, tp + fp, fn_ == 0)
     }
 
     /// Recall (sensitivity), `tp / (tp + fn)`. With no true foreground: 1.0 if the prediction
     /// has none either, else 0.0.
     pub fn recall(&self) -> f64 {
         let (tp, fp, fn_) = self.positives();
-        ratio(tp, tp + fn_, fp == 0)
+        ratio(tp as f64, tp + fn_, fp == 0)
     }
 
     /// Accuracy, `(tp + tn) / total`; 1.0 for an empty image.
     pub fn accuracy(&self) -> f64 {
-        ratio(self.true_positive + self.true_negative, self.total(), true)
+        ratio(
+            (self.true_positive + self.true_negative) as f64,
+            self.total(),
+            true,
+        )
     }
 
     /// Specificity, `tn / (tn + fp)`. With no true background: 1.0 if the prediction has none
     /// either, else 0.0.
     pub fn specificity(&self) -> f64 {
         let (tn, fp) = (self.true_negative, self.false_positive);
-        ratio(tn, tn + fp, self.false_negative == 0)
+        ratio(tn as f64, tn + fp, self.false_negative == 0)
     }
 
     /// Every score at once.
@@ -113,16 +117,13 @@ impl Confusion {
     }
 }
 
-/// `num / den`, or 1.0 / 0.0 by `agree` when `den` is zero.
-fn ratio(num: u64, den: u64, agree: bool) -> f64 {
+/// `num / den`, or 1.0 / 0.0 by `agree` when `den` is zero (nothing to find and nothing
+/// found agrees perfectly).
+pub(crate) fn ratio(num: f64, den: u64, agree: bool) -> f64 {
     if den == 0 {
-        if agree {
-            1.0
-        } else {
-            0.0
-        }
+        f64::from(u8::from(agree))
     } else {
-        num as f64 / den as f64
+        num / den as f64
     }
 }
 

@@ -2,25 +2,37 @@
 //! precision, recall, accuracy, specificity), per image and mean, raw and after the same
 //! morphological post-processing `segment` applies.
 //!
+//! Where the data folder has a true instance map `instances/<stem>.png` (8- or 16-bit
+//! grayscale, 0 = background, one id per nucleus), the image's predicted objects
+//! ([`instances_of`]: today the 8-connected components of the mask) are scored as well:
+//! AJI, object F1 and PQ (see [`crate::instance_scores`]), raw and post-processed, and
+//! averaged over the images that have such a map.
+//!
 //! Images are predicted whole, as in validation during training, so the raw mean Dice
 //! equals the `val_dice` that model.json records for the chosen channel.
 
 use crate::commands::segment::RunOverrides;
+use crate::instance_scores::InstanceScores;
+use crate::instances::{
+    check_instance_map_size, instance_map_path, instances_of, read_instance_map,
+};
 use crate::morphology::postprocess;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
 use crate::scores::{Confusion, Scores};
 use crate::segment::{Predictor, Window};
 use crate::slide::RgbRegion;
-use crate::train::{LabeledFolder, LabeledSet};
+use crate::train::{Labeled, LabeledFolder, LabeledSet};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {
     /// RUN_DIR written by `train` (model.json + model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// Labeled folder: DIR/images/*.{tif,png} with masks in DIR/masks/<stem>.png.
+    /// Labeled folder: DIR/images/*.{tif,png} with masks in DIR/masks/<stem>.png, and
+    /// optionally true instance maps in DIR/instances/<stem>.png (8- or 16-bit grayscale,
+    /// 0 = background, one id per nucleus) for object scores (AJI, F1, PQ).
     #[arg(long)]
     pub data: PathBuf,
     #[command(flatten)]
@@ -35,6 +47,10 @@ pub struct ImageScores {
     pub image: PathBuf,
     pub raw: Scores,
     pub postprocessed: Scores,
+    /// Object scores of the raw mask's instances; `None` without an instance map.
+    pub instances_raw: Option<InstanceScores>,
+    /// Object scores of the post-processed mask's instances; `None` without an instance map.
+    pub instances_postprocessed: Option<InstanceScores>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +62,12 @@ pub struct EvalReport {
     /// Means over images (each image weighs the same, as in the paper).
     pub mean_raw: Scores,
     pub mean_postprocessed: Scores,
+    /// Images scored as objects (those with an instance map).
+    pub instance_images: usize,
+    /// Means of the object scores over the `instance_images` (object counts: totals);
+    /// `None` when no image has an instance map.
+    pub mean_instances_raw: Option<InstanceScores>,
+    pub mean_instances_postprocessed: Option<InstanceScores>,
     pub images: Vec<ImageScores>,
 }
 
@@ -57,8 +79,28 @@ pub fn run(
 ) -> anyhow::Result<EvalReport> {
     let predictor = args.run.load(&args.model, args.run.device.resolve()?)?;
     let set = LabeledFolder::open(&args.data)?.labeled()?;
-    let images = score_set(&predictor, &set, show_progress, cancel)?;
+    let maps = instance_maps(&args.data, &set)?;
+    let bar = progress_bar("eval images", Some(set.items.len() as u64), !show_progress);
+    let mut images = Vec::with_capacity(set.items.len());
+    for (item, map) in set.items.iter().zip(&maps) {
+        if cancel.is_cancelled() {
+            return Err(PipelineError::Cancelled.into());
+        }
+        let truth = match map {
+            Some(path) => {
+                let (width, height) = size_of(item);
+                Some(read_instance_map(path, width, height)?)
+            }
+            None => None,
+        };
+        images.push(score_image(&predictor, item, truth.as_deref()));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
     let mean = |pick: fn(&ImageScores) -> &Scores| Scores::mean(images.iter().map(pick));
+    let mean_instances = |pick: fn(&ImageScores) -> &Option<InstanceScores>| {
+        InstanceScores::mean(images.iter().filter_map(|i| pick(i).as_ref()))
+    };
     Ok(EvalReport {
         model: args.model.clone(),
         data: args.data.clone(),
@@ -66,11 +108,33 @@ pub fn run(
         threshold: predictor.card().threshold,
         mean_raw: mean(|i| &i.raw),
         mean_postprocessed: mean(|i| &i.postprocessed),
+        instance_images: images.iter().filter(|i| i.instances_raw.is_some()).count(),
+        mean_instances_raw: mean_instances(|i| &i.instances_raw),
+        mean_instances_postprocessed: mean_instances(|i| &i.instances_postprocessed),
         images,
     })
 }
 
-/// Raw and post-processed scores of each image of `set`.
+/// `dir/instances/<stem>.png` of each image of `set` where it exists, each checked (from its
+/// header) to be the size of its image, so a wrong map fails before any prediction.
+pub fn instance_maps(
+    dir: &Path,
+    set: &LabeledSet,
+) -> Result<Vec<Option<PathBuf>>, crate::instances::InstanceMapError> {
+    set.items
+        .iter()
+        .map(|item| {
+            let path = instance_map_path(dir, &item.path);
+            if let Some(path) = &path {
+                let (width, height) = size_of(item);
+                check_instance_map_size(path, width, height)?;
+            }
+            Ok(path)
+        })
+        .collect()
+}
+
+/// Raw and post-processed pixel scores of each image of `set` (no object scores).
 pub fn score_set(
     predictor: &Predictor,
     set: &LabeledSet,
@@ -83,36 +147,57 @@ pub fn score_set(
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
         }
-        let size = item.image.size();
-        let (height, width) = (size[1] as u32, size[2] as u32);
-        let image = RgbRegion {
-            width,
-            height,
-            pixels: Vec::<u8>::try_from(item.image.permute([1, 2, 0]).contiguous().view([-1]))
-                .expect("u8 image tensor"),
-        };
-        let whole = Window {
-            x: 0,
-            y: 0,
-            width,
-            height,
-        };
-        let raw = predictor
-            .predict(&[&image], &[whole])
-            .pop()
-            .expect("one mask per image");
-        let truth =
-            Vec::<u8>::try_from(item.mask.to_kind(tch::Kind::Uint8).view([-1])).expect("mask");
-        let cleaned = postprocess(&raw, width as usize, height as usize);
-        scored.push(ImageScores {
-            image: item.path.clone(),
-            raw: Confusion::of(&raw, &truth).scores(),
-            postprocessed: Confusion::of(&cleaned, &truth).scores(),
-        });
+        scored.push(score_image(predictor, item, None));
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(scored)
+}
+
+/// Width and height of a labeled image.
+fn size_of(item: &Labeled) -> (u32, u32) {
+    let size = item.image.size();
+    (size[2] as u32, size[1] as u32)
+}
+
+/// Predicts `item` whole and scores the raw and post-processed masks: pixels against its
+/// mask, and objects ([`instances_of`]) against `truth_instances` when given (a label map
+/// of the image's size).
+pub fn score_image(
+    predictor: &Predictor,
+    item: &Labeled,
+    truth_instances: Option<&[u32]>,
+) -> ImageScores {
+    let (width, height) = size_of(item);
+    let image = RgbRegion {
+        width,
+        height,
+        pixels: Vec::<u8>::try_from(item.image.permute([1, 2, 0]).contiguous().view([-1]))
+            .expect("u8 image tensor"),
+    };
+    let whole = Window {
+        x: 0,
+        y: 0,
+        width,
+        height,
+    };
+    let raw = predictor
+        .predict(&[&image], &[whole])
+        .pop()
+        .expect("one mask per image");
+    let truth = Vec::<u8>::try_from(item.mask.to_kind(tch::Kind::Uint8).view([-1])).expect("mask");
+    let (w, h) = (width as usize, height as usize);
+    let cleaned = postprocess(&raw, w, h);
+    let objects = |mask: &[u8]| {
+        truth_instances.map(|truth| InstanceScores::of(truth, &instances_of(mask, w, h)))
+    };
+    ImageScores {
+        image: item.path.clone(),
+        raw: Confusion::of(&raw, &truth).scores(),
+        postprocessed: Confusion::of(&cleaned, &truth).scores(),
+        instances_raw: objects(&raw),
+        instances_postprocessed: objects(&cleaned),
+    }
 }
 
 /// The mean scores as a small table.
@@ -133,6 +218,71 @@ pub fn print_text(report: &EvalReport) {
         println!(
             "{name:<13} {:>6.4} {:>6.4} {:>10.4} {:>7.4} {:>9.4} {:>12.4}",
             s.dice, s.iou, s.precision, s.recall, s.accuracy, s.specificity
+        );
+    }
+    print_instances_text(report);
+}
+
+/// The object scores: means, then one row per image with an instance map.
+fn print_instances_text(report: &EvalReport) {
+    println!();
+    println!(
+        "objects (instances/<stem>.png, 8-connected components): {} of {} images scored",
+        report.instance_images,
+        report.images.len()
+    );
+    let (Some(raw), Some(post)) = (
+        &report.mean_instances_raw,
+        &report.mean_instances_postprocessed,
+    ) else {
+        return;
+    };
+    println!(
+        "{:<13} {:>6} {:>6} {:>6} {:>6} {:>10} {:>7}  objects true/predicted/matched",
+        "", "aji", "f1", "pq", "sq", "precision", "recall"
+    );
+    for (name, s) in [("raw", raw), ("postprocessed", post)] {
+        println!(
+            "{name:<13} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>10.4} {:>7.4}  {}/{}/{}",
+            s.aji,
+            s.f1,
+            s.pq,
+            s.sq,
+            s.precision,
+            s.recall,
+            s.true_objects,
+            s.predicted_objects,
+            s.matched
+        );
+    }
+    let rows: Vec<(String, &ImageScores, &InstanceScores, &InstanceScores)> = report
+        .images
+        .iter()
+        .filter_map(|image| {
+            let name = image.image.file_stem()?.to_string_lossy().into_owned();
+            Some((
+                name,
+                image,
+                image.instances_raw.as_ref()?,
+                image.instances_postprocessed.as_ref()?,
+            ))
+        })
+        .collect();
+    let width = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    println!();
+    println!(
+        "{:<width$} {:>13} {:>13} {:>13} {:>13}",
+        "image", "dice raw/post", "aji raw/post", "f1 raw/post", "pq raw/post"
+    );
+    for (name, image, r, p) in rows {
+        println!(
+            "{name:<width$} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4}",
+            image.raw.dice, image.postprocessed.dice, r.aji, p.aji, r.f1, p.f1, r.pq, p.pq
         );
     }
 }
