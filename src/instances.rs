@@ -2,19 +2,28 @@
 //! from disk.
 //!
 //! A label map is a row-major `u32` slice, `0` = background and one id per object.
-//! [`instances_of`] is the one place that turns a predicted mask into objects; today it is
-//! the 8-connected components ([`label_components`]), a later instance separation step
-//! (e.g. a watershed that splits touching nuclei) replaces it there.
+//! [`instances_of`] is the one place that turns a predicted mask into objects: touching
+//! nuclei are split by a marker-controlled watershed ([`crate::watershed::separate`]) and
+//! specks dropped. [`label_components`] gives the plain 8-connected components, where
+//! touching nuclei stay one object.
 
+use crate::watershed::{separate, SeparationParams};
 use std::path::{Path, PathBuf};
 
-/// The predicted objects of a binary `mask` (nonzero = nucleus), as a label map: today its
-/// 8-connected components.
+/// The predicted objects of a binary `mask` (nonzero = nucleus), as a label map: touching
+/// nuclei separated with `params` ([`crate::watershed`]), objects numbered in the raster
+/// order of their first pixel. `SeparationParams::default()` is tuned for 0.25 µm/px;
+/// [`SeparationParams::at_mpp`] converts it for other resolutions.
 ///
 /// # Panics
 /// If `mask.len()` is not `width * height`.
-pub fn instances_of(mask: &[u8], width: usize, height: usize) -> Vec<u32> {
-    label_components(mask, width, height).0
+pub fn instances_of(
+    mask: &[u8],
+    width: usize,
+    height: usize,
+    params: &SeparationParams,
+) -> Vec<u32> {
+    separate(mask, width, height, params).0
 }
 
 /// 8-connected components of `mask` (nonzero = foreground), labelled `1..=count` in the

@@ -24,3 +24,4 @@ pub mod synth;
 mod test_support;
 pub mod tiff;
 pub mod train;
+pub mod watershed;

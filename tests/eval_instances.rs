@@ -110,12 +110,12 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 #[test]
-fn instance_scores_of_touching_and_separate_nuclei() {
+fn instance_scores_of_touching_merged_and_separate_nuclei() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // a: two overlapping disks, one nucleus each in the truth (16-bit map); the
-    //    prediction, one connected blob, merges them.
-    let areas = write_image(
+    //    prediction, one connected blob, is split back into the two by the watershed.
+    write_image(
         &data,
         "a",
         &[(24.0, 32.0, 10.0), (40.0, 32.0, 7.0)],
@@ -130,12 +130,28 @@ fn instance_scores_of_touching_and_separate_nuclei() {
     );
     // c: no instance map, pixel scores only.
     write_image(&data, "c", &[(30.0, 30.0, 9.0)], None);
+    // d: one round disk that the truth calls two nuclei, left (x < 33) and right of a
+    //    straight line; no separation splits a convex blob, so the prediction merges them.
+    write_image(&data, "d", &[(30.0, 30.0, 10.0)], Some((&[1000], true)));
+    let d_map = data.join("instances/d.png");
+    let mut d_labels = image::open(&d_map).unwrap().into_luma16();
+    let mut d_areas = [0u64; 2];
+    for (x, _, pixel) in d_labels.enumerate_pixels_mut() {
+        if pixel.0[0] != 0 {
+            let right = x >= 33;
+            if right {
+                pixel.0[0] = 7;
+            }
+            d_areas[usize::from(right)] += 1;
+        }
+    }
+    d_labels.save(&d_map).unwrap();
     let run = dir.path().join("run");
     threshold_run(&data, &run);
 
     let report = json_output(eval(&run, &data).arg("--json"));
-    assert_eq!(report["images"].as_array().unwrap().len(), 3);
-    assert_eq!(report["instance_images"], 2);
+    assert_eq!(report["images"].as_array().unwrap().len(), 4);
+    assert_eq!(report["instance_images"], 3);
     assert!(
         close(report["mean_raw"]["dice"].as_f64().unwrap(), 1.0),
         "the threshold reproduces the masks exactly: {}",
@@ -164,13 +180,27 @@ fn instance_scores_of_touching_and_separate_nuclei() {
     assert!(image("c")["instances_raw"].is_null());
     assert!(image("c")["instances_postprocessed"].is_null());
 
-    // a, raw: truth A (areas[0] px) and B (areas[1] px), prediction P = A ∪ B.
+    // a, raw: the blob comes out as two objects, each matching its nucleus; only the
+    // pixels of the lens where the disks overlap may go to the other one.
+    let raw = &image("a")["instances_raw"];
+    assert_eq!(raw["true_objects"], 2);
+    assert_eq!(raw["predicted_objects"], 2, "{raw}");
+    assert_eq!(raw["matched"], 2, "{raw}");
+    for field in ["f1", "precision", "recall", "rq"] {
+        assert_eq!(raw[field].as_f64(), Some(1.0), "a raw {field}: {raw}");
+    }
+    for field in ["aji", "sq", "pq"] {
+        let v = raw[field].as_f64().unwrap();
+        assert!(v > 0.9, "a raw {field}: {raw}");
+    }
+
+    // d, raw: truth A (d_areas[0] px) and B (d_areas[1] px), prediction P = A ∪ B.
     //   AJI: A→P (C |A|, U |P|), B→P (C |B|, U |P|) → (|A| + |B|) / 2|P| = 1/2.
     //   |A| > |B|, so IoU(A, P) = |A|/|P| > 1/2 matches and IoU(B, P) does not:
     //   TP 1, FP 0, FN 1 → precision 1, recall 1/2, F1 2/3, SQ |A|/|P|, PQ SQ · 2/3.
-    let (a, b) = (areas[0] as f64, areas[1] as f64);
-    assert!(a > b);
-    let raw = &image("a")["instances_raw"];
+    let (a, b) = (d_areas[0] as f64, d_areas[1] as f64);
+    assert!(a > b && b > 0.0);
+    let raw = &image("d")["instances_raw"];
     let sq = a / (a + b);
     let expected = [
         ("aji", 0.5),
@@ -183,7 +213,7 @@ fn instance_scores_of_touching_and_separate_nuclei() {
     ];
     for (field, want) in expected {
         let got = raw[field].as_f64().unwrap();
-        assert!(close(got, want), "a raw {field}: {got} vs {want}");
+        assert!(close(got, want), "d raw {field}: {got} vs {want}");
     }
     assert_eq!(raw["true_objects"], 2);
     assert_eq!(raw["predicted_objects"], 1);
@@ -193,21 +223,25 @@ fn instance_scores_of_touching_and_separate_nuclei() {
     for field in FIELDS {
         assert_eq!(image("b")["instances_raw"][field].as_f64(), Some(1.0));
     }
-    // Means over a and b only.
+    // Means over a, b and d only.
     let mean = &report["mean_instances_raw"];
-    assert!(close(mean["aji"].as_f64().unwrap(), 0.75));
-    assert!(close(mean["f1"].as_f64().unwrap(), 5.0 / 6.0));
-    assert!(close(
-        mean["pq"].as_f64().unwrap(),
-        (sq * 2.0 / 3.0 + 1.0) / 2.0
-    ));
-    assert_eq!(mean["true_objects"], 4);
+    for field in FIELDS {
+        let per_image: f64 = ["a", "b", "d"]
+            .iter()
+            .map(|stem| image(stem)["instances_raw"][field].as_f64().unwrap())
+            .sum();
+        let got = mean[field].as_f64().unwrap();
+        assert!(close(got, per_image / 3.0), "mean {field}: {got}");
+    }
+    assert_eq!(mean["true_objects"], 6);
+    assert_eq!(mean["predicted_objects"], 5);
+    assert_eq!(mean["matched"], 5);
 
     // The table says how many images were scored as objects.
     let text = eval(&run, &data).output().unwrap();
     assert!(text.status.success());
     let text = String::from_utf8(text.stdout).unwrap();
-    assert!(text.contains("2 of 3 images scored"), "{text}");
+    assert!(text.contains("3 of 4 images scored"), "{text}");
     assert!(text.contains("aji"), "{text}");
 }
 

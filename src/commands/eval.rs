@@ -4,9 +4,10 @@
 //!
 //! Where the data folder has a true instance map `instances/<stem>.png` (8- or 16-bit
 //! grayscale, 0 = background, one id per nucleus), the image's predicted objects
-//! ([`instances_of`]: today the 8-connected components of the mask) are scored as well:
-//! AJI, object F1 and PQ (see [`crate::instance_scores`]), raw and post-processed, and
-//! averaged over the images that have such a map.
+//! ([`instances_of`]: the mask with touching nuclei split by a watershed and specks
+//! dropped, parameters [`SeparationParams::default`], i.e. for 0.25 µm/px like MoNuSeg)
+//! are scored as well: AJI, object F1 and PQ (see [`crate::instance_scores`]), raw and
+//! post-processed, and averaged over the images that have such a map.
 //!
 //! Images are predicted whole, as in validation during training, so the raw mean Dice
 //! equals the `val_dice` that model.json records for the chosen channel.
@@ -22,6 +23,7 @@ use crate::scores::{Confusion, Scores};
 use crate::segment::{Predictor, Window};
 use crate::slide::RgbRegion;
 use crate::train::{Labeled, LabeledFolder, LabeledSet};
+use crate::watershed::SeparationParams;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -188,8 +190,10 @@ pub fn score_image(
     let truth = Vec::<u8>::try_from(item.mask.to_kind(tch::Kind::Uint8).view([-1])).expect("mask");
     let (w, h) = (width as usize, height as usize);
     let cleaned = postprocess(&raw, w, h);
+    let separation = SeparationParams::default();
     let objects = |mask: &[u8]| {
-        truth_instances.map(|truth| InstanceScores::of(truth, &instances_of(mask, w, h)))
+        truth_instances
+            .map(|truth| InstanceScores::of(truth, &instances_of(mask, w, h, &separation)))
     };
     ImageScores {
         image: item.path.clone(),
@@ -227,7 +231,7 @@ pub fn print_text(report: &EvalReport) {
 fn print_instances_text(report: &EvalReport) {
     println!();
     println!(
-        "objects (instances/<stem>.png, 8-connected components): {} of {} images scored",
+        "objects (instances/<stem>.png, touching nuclei split by watershed): {} of {} images scored",
         report.instance_images,
         report.images.len()
     );
