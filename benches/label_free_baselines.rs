@@ -5,6 +5,8 @@
 //!   labels, no training, one threshold per image (per slide, for whole slides);
 //! - the same with **one** Otsu threshold pooled over all images;
 //! - luma below its per-image Otsu threshold: no labels, no colour;
+//! - the self-training method's stain teacher: hematoxylin smoothed, cut at its per-image
+//!   Otsu threshold, holes filled;
 //! - the paper's intensity threshold: the global luma threshold fit **on the masks**
 //!   (`train --method threshold`).
 //!
@@ -14,6 +16,7 @@ use slidestream::model::luma;
 use slidestream::morphology::postprocess;
 use slidestream::scores::{Confusion, Scores};
 use slidestream::train::label_free::{hematoxylin, otsu_thresholds};
+use slidestream::train::stain_teacher::{stain_targets, IGNORE_BAND, TEACHER_SIGMA_PX};
 use slidestream::train::{fit_gray_threshold, Labeled, LabeledFolder};
 use tch::{Device, Tensor};
 
@@ -122,6 +125,21 @@ fn main() -> anyhow::Result<()> {
             score(&set.items, &global),
         );
     }
+    // The self-training method's teacher on whole images: smoothed, cut, holes filled (its
+    // ignore band only matters for the loss).
+    let teacher: Vec<Vec<u8>> = images
+        .iter()
+        .map(|image| {
+            let targets = stain_targets(image, TEACHER_SIGMA_PX, IGNORE_BAND);
+            floats(&targets.target).iter().map(|&v| v as u8).collect()
+        })
+        .collect();
+    print_row(
+        &format!(
+            "stain teacher: hematoxylin σ {TEACHER_SIGMA_PX} px > per-image Otsu, holes filled (no labels)"
+        ),
+        score(&set.items, &teacher),
+    );
     let fit = fit_gray_threshold(&set);
     let fitted: Vec<Vec<u8>> = maps[1]
         .values

@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::path::Path;
 
 use rand_chacha::ChaCha8Rng;
+use slidestream::model::Method;
 use slidestream::train::{
     has_checkpoint, steps_done, train, Batch, CropSource, DataError, LabeledFolder, TrainConfig,
     TrainError,
@@ -90,11 +91,23 @@ fn metrics_without_time(run_dir: &Path) -> Vec<String> {
 
 #[test]
 fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
+    resumes_to_the_uninterrupted_result(&config(5, 5));
+}
+
+/// Also the student's jittered views go on where they were.
+#[test]
+fn an_interrupted_self_training_run_resumes_to_the_uninterrupted_result() {
+    resumes_to_the_uninterrupted_result(&TrainConfig {
+        method: Method::SelfTraining,
+        ..config(5, 5)
+    });
+}
+
+fn resumes_to_the_uninterrupted_result(config: &TrainConfig) {
     let _rng = common::torch_rng();
     let data = common::disks(6, 64, 6, 10, 12);
-    let config = config(5, 5);
     let whole = tempfile::tempdir().unwrap();
-    let summary = train(&config, &data, None, whole.path(), false, &mut |_| {}).unwrap();
+    let summary = train(config, &data, None, whole.path(), false, &mut |_| {}).unwrap();
     assert_eq!(summary.epochs.len(), 5);
     assert!(
         !has_checkpoint(whole.path()),
@@ -107,7 +120,7 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
         data: &data,
         batches: Cell::new(1 + 3 * 2 + 1),
     };
-    let err = train(&config, &dying, None, broken.path(), false, &mut |_| {}).unwrap_err();
+    let err = train(config, &dying, None, broken.path(), false, &mut |_| {}).unwrap_err();
     assert!(matches!(err, TrainError::Data(_)), "{err}");
     assert!(has_checkpoint(broken.path()));
     assert_eq!(metrics_without_time(broken.path()).len(), 1 + 3);
@@ -126,7 +139,7 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
     std::fs::write(&recorded, started.to_string()).unwrap();
 
     let mut resumed_epochs = Vec::new();
-    let summary = train(&config, &data, None, broken.path(), true, &mut |p| {
+    let summary = train(config, &data, None, broken.path(), true, &mut |p| {
         if let slidestream::train::Progress::Epoch(m) = p {
             resumed_epochs.push(m.epoch);
         }

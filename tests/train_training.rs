@@ -6,11 +6,11 @@ use std::path::Path;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use slidestream::model::{load_run, Architecture, LoadedModel, Method};
+use slidestream::model::{load_run, Architecture, LoadedModel, Method, Selection};
 use slidestream::train::{
     finished_mark, finished_runs, percentile, read_metrics, seed_dir, train, train_seeds, Batch,
-    CropSource, FolderImage, LabeledFolder, LabeledSet, Progress, SeedRun, StepOutcome,
-    TrainConfig, Trainer,
+    CropSource, FolderImage, LabelFreeRule, LabeledFolder, LabeledSet, Progress, SeedRun,
+    StepOutcome, TrainConfig, Trainer,
 };
 use tch::{Device, Kind};
 
@@ -211,7 +211,16 @@ fn seeds_write_subfolders_and_summary_and_resume() {
         Ok(summary)
     };
     let none = Default::default();
-    let summary = train_seeds(config.seed, 3, dir.path(), &settings, &none, &mut run_one).unwrap();
+    let summary = train_seeds(
+        config.seed,
+        3,
+        LabelFreeRule::HighestAgreement,
+        dir.path(),
+        &settings,
+        &none,
+        &mut run_one,
+    )
+    .unwrap();
     assert_eq!(
         summary.runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
         [5, 6, 7]
@@ -284,7 +293,16 @@ fn seeds_write_subfolders_and_summary_and_resume() {
     let keep = finished_runs(config.seed, 3, dir.path(), &settings).unwrap();
     assert_eq!(keep.keys().copied().collect::<Vec<_>>(), [5, 7]);
     trained.borrow_mut().clear();
-    let resumed = train_seeds(config.seed, 3, dir.path(), &settings, &keep, &mut run_one).unwrap();
+    let resumed = train_seeds(
+        config.seed,
+        3,
+        LabelFreeRule::HighestAgreement,
+        dir.path(),
+        &settings,
+        &keep,
+        &mut run_one,
+    )
+    .unwrap();
     assert_eq!(*trained.borrow(), [6]);
     // Seed 6 trained again took its own time; the kept runs, seed 5 included, are unchanged.
     let untimed = |runs: &[SeedRun]| -> Vec<SeedRun> {
@@ -334,7 +352,16 @@ fn seeds_write_subfolders_and_summary_and_resume() {
         assert_eq!(run.run_dir, seed_dir(&moved, *seed));
     }
     trained.borrow_mut().clear();
-    let after_move = train_seeds(config.seed, 3, &moved, &settings, &keep, &mut run_one).unwrap();
+    let after_move = train_seeds(
+        config.seed,
+        3,
+        LabelFreeRule::HighestAgreement,
+        &moved,
+        &settings,
+        &keep,
+        &mut run_one,
+    )
+    .unwrap();
     assert!(trained.borrow().is_empty(), "every seed was kept");
     for (run, before) in after_move.runs.iter().zip(&resumed.runs) {
         assert_eq!(run.run_dir, seed_dir(&moved, run.seed));
@@ -367,12 +394,9 @@ fn supervised_baseline_fits_masks() {
     one_channel_method_finds_the_disks(Method::Supervised, &data, &val);
 }
 
-#[test]
-fn hematoxylin_method_learns_nuclei_without_masks() {
-    let labeled = common::disks(4, 64, 6, 10, 5);
-    let val = labeled.labeled().unwrap();
-    // The same images with their masks taken away: only validation sees them.
-    let unlabeled = LabeledFolder::from_items(
+/// The same images with their masks taken away: only validation sees them.
+fn without_masks(labeled: &LabeledFolder) -> LabeledFolder {
+    LabeledFolder::from_items(
         Path::new("unlabeled"),
         labeled
             .items()
@@ -383,8 +407,56 @@ fn hematoxylin_method_learns_nuclei_without_masks() {
                 mask: None,
             })
             .collect(),
+    )
+}
+
+#[test]
+fn hematoxylin_method_learns_nuclei_without_masks() {
+    let labeled = common::disks(4, 64, 6, 10, 5);
+    let val = labeled.labeled().unwrap();
+    one_channel_method_finds_the_disks(Method::Hematoxylin, &without_masks(&labeled), &val);
+}
+
+/// Self-training learns the disks without masks, its loss falls, and it saves the last
+/// epoch whatever the masks say (they only score it).
+#[test]
+fn self_training_learns_nuclei_and_keeps_the_last_epoch() {
+    let _rng = common::torch_rng();
+    let labeled = common::disks(4, 64, 6, 10, 5);
+    let val = labeled.labeled().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        epochs: 60,
+        lr: 1e-2,
+        ..small(Method::SelfTraining)
+    };
+    let unlabeled = without_masks(&labeled);
+    let summary = train(
+        &config,
+        &unlabeled,
+        Some(&val),
+        dir.path(),
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let losses: Vec<f64> = summary.epochs.iter().map(|e| e.loss.unwrap()).collect();
+    assert!(
+        mean_loss(&losses[50..]) < 0.5 * mean_loss(&losses[..5]),
+        "the loss should fall: {losses:?}"
     );
-    one_channel_method_finds_the_disks(Method::Hematoxylin, &unlabeled, &val);
+    let last = summary.epochs.last().unwrap();
+    assert!(last.val_dice[0] > 0.8, "last epoch: {:?}", last.val_dice);
+    let (_, card) = load_run(dir.path(), Device::Cpu).unwrap();
+    assert_eq!((card.method, card.channels), (Method::SelfTraining, 1));
+    assert_eq!(card.epoch, Some(59));
+    assert_eq!(card.selection, Some(Selection::LastEpoch));
+    assert_eq!(card.val_dice, last.val_dice);
+    let choice = summary.label_free.unwrap();
+    assert_eq!(
+        (choice.epoch, choice.val_dice),
+        (59, Some(last.val_dice[0]))
+    );
 }
 
 #[test]

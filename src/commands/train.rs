@@ -10,8 +10,8 @@ use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
 use crate::train::slide_source::SlideCrops;
 use crate::train::{
     finished_mark, finished_runs, has_checkpoint, seed_dir, steps_done, train, train_seeds, Batch,
-    CropSource, DataError, LabeledFolder, LabeledSet, Progress, SamplerKind, SeedRun, Similarity,
-    TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
+    CropSource, DataError, LabelFreeRule, LabeledFolder, LabeledSet, Progress, SamplerKind,
+    SeedRun, Similarity, TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
 };
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
@@ -41,10 +41,12 @@ pub struct TrainArgs {
     /// --labeled-fraction, SupOnly: the CDCL network on the labeled sub-images alone),
     /// threshold = best gray cut, cdcl = semi-supervised mean teacher with cross-patch dense
     /// contrastive learning (seed 003), hematoxylin = label-free: BCE on each crop's
-    /// hematoxylin stain map (colour deconvolution above the crop's Otsu cut), no masks.
+    /// hematoxylin stain map (colour deconvolution above the crop's Otsu cut), no masks;
+    /// self-training = label-free: a student on colour-jittered crops learns the smoothed,
+    /// hole-filled stain cut of the clean crop, its uncertain rim left out.
     #[arg(long, value_enum, default_value = "contrastive")]
     pub method: Method,
-    /// Epochs [default: 300; 80 for cdcl/SupOnly]. An epoch is one crop per training image
+    /// Epochs [default: 300; 150 for self-training; 80 for cdcl/SupOnly]. An epoch is one crop per training image
     /// (or --epoch-crops for slides); for cdcl/SupOnly one pass over the sub-images as
     /// unlabeled data (or --epoch-steps).
     #[arg(long)]
@@ -98,7 +100,8 @@ pub struct TrainArgs {
     /// Stride between candidate patches.
     #[arg(long, default_value_t = 20)]
     pub stride: u32,
-    /// Adam learning rate [default: 2e-4; 1e-4 with poly decay for cdcl/SupOnly].
+    /// Adam learning rate [default: 2e-4; 1e-3 for self-training; 1e-4 with poly decay for
+    /// cdcl/SupOnly].
     #[arg(long)]
     pub lr: Option<f64>,
     /// Adam weight decay (contrastive and supervised confidence network).
@@ -150,7 +153,7 @@ impl TrainArgs {
     }
 
     fn config(&self) -> anyhow::Result<TrainConfig> {
-        let defaults = TrainConfig::default();
+        let defaults = TrainConfig::defaults_for(self.method);
         Ok(TrainConfig {
             method: self.method,
             epochs: self.epochs.unwrap_or(defaults.epochs),
@@ -496,6 +499,7 @@ fn train_and_report(
         let summary = train_seeds(
             args.seed,
             args.seeds,
+            LabelFreeRule::of(args.method),
             &args.out,
             job.settings,
             &job.keep,

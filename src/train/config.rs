@@ -64,6 +64,11 @@ pub struct TrainConfig {
     pub epsilon: f64,
 }
 
+/// Default epochs of the self-training method.
+pub const SELF_TRAINING_EPOCHS: usize = 150;
+/// Default Adam learning rate of the self-training method.
+pub const SELF_TRAINING_LR: f64 = 1e-3;
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -90,6 +95,24 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The defaults of `method`: the paper's for the seed methods; self-training takes
+    /// fewer, larger steps (it learns a dense target, not a contrastive one, and must fit
+    /// 30 minutes on two CPU cores).
+    pub fn defaults_for(method: Method) -> Self {
+        let paper = Self {
+            method,
+            ..Self::default()
+        };
+        match method {
+            Method::SelfTraining => Self {
+                epochs: SELF_TRAINING_EPOCHS,
+                lr: SELF_TRAINING_LR,
+                ..paper
+            },
+            _ => paper,
+        }
+    }
+
     /// Refuses settings no run can use, naming the `train` flag to change, before anything
     /// is written.
     pub fn check(&self) -> Result<(), TrainError> {

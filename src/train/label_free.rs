@@ -11,15 +11,16 @@
 use tch::{Kind, Tensor};
 
 /// Stain optical-density vectors (rows: hematoxylin, eosin, DAB) in RGB.
-const RGB_FROM_HED: [[f64; 3]; 3] = [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]];
+pub(super) const RGB_FROM_HED: [[f64; 3]; 3] =
+    [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]];
 
 /// Smallest intensity before the logarithm, as skimage (so white maps to 0 density).
-const MIN_INTENSITY: f64 = 1e-6;
+pub(super) const MIN_INTENSITY: f64 = 1e-6;
 
 /// Bins of the Otsu histogram of hematoxylin density.
 const OTSU_BINS: usize = 256;
 
-fn inverse(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
+pub(super) fn inverse(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
     let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
         - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);

@@ -16,7 +16,10 @@ mod patches;
 mod run;
 mod sampler;
 mod seeds;
+mod self_training;
 pub mod slide_source;
+pub mod stain_jitter;
+pub mod stain_teacher;
 mod step;
 mod threshold;
 mod validate;
@@ -30,7 +33,8 @@ pub use loss::{contrastive_loss, similarity_matrix, LossParts};
 pub use metrics::{read_metrics, EpochMetrics, MetricsCsv, RecordedEpoch};
 pub use patches::attended_patches;
 pub use run::{
-    train, Best, LabelFreeChoice, Progress, TrainSummary, CONFIDENCE_THRESHOLD, PROBE_CROPS,
+    train, Best, LabelFreeChoice, LabelFreeRule, Progress, TrainSummary, CONFIDENCE_THRESHOLD,
+    PROBE_CROPS,
 };
 pub use sampler::{
     bernoulli_entropy_bits, entropy_weights, sample_patches, CandidateGrid, PatchSample,

@@ -35,8 +35,28 @@ pub enum Progress<'a> {
     Epoch(&'a EpochMetrics),
 }
 
-/// The checkpoint label-free selection would pick: the (epoch, channel) with the highest
-/// hematoxylin agreement, and what it scores on validation when labels exist.
+/// How a method's checkpoint is chosen without masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelFreeRule {
+    /// The (epoch, channel) that agrees best with the hematoxylin cut: right for methods
+    /// that find nuclei by other means (contrastive) or learn the cut itself.
+    HighestAgreement,
+    /// The last epoch: for a student meant to beat its stain teacher, agreeing with the
+    /// teacher is no merit.
+    LastEpoch,
+}
+
+impl LabelFreeRule {
+    pub fn of(method: Method) -> Self {
+        match method {
+            Method::SelfTraining => Self::LastEpoch,
+            _ => Self::HighestAgreement,
+        }
+    }
+}
+
+/// The checkpoint label-free selection would pick (by [`LabelFreeRule`]), and what it
+/// scores on validation when labels exist.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LabelFreeChoice {
     pub epoch: usize,
@@ -46,17 +66,21 @@ pub struct LabelFreeChoice {
 }
 
 impl LabelFreeChoice {
-    /// The choice after one more epoch with per-channel `agreement` and `val_dice`: its best
-    /// channel if that beats `current` (the earlier one wins ties). One rule for training
-    /// and for runs read back from `metrics.csv`.
+    /// The choice after one more epoch with per-channel `agreement` and `val_dice`: by
+    /// `rule`, this epoch, or its best channel if that beats `current` (the earlier one wins
+    /// ties). One rule for training and for runs read back from `metrics.csv`.
     pub fn after_epoch(
         current: Option<Self>,
         epoch: usize,
         agreement: &[f64],
         val_dice: &[f64],
+        rule: LabelFreeRule,
     ) -> Option<Self> {
+        let last_wins = rule == LabelFreeRule::LastEpoch;
         match best_channel(agreement) {
-            Some((channel, agreement)) if current.is_none_or(|c| agreement > c.agreement) => {
+            Some((channel, agreement))
+                if last_wins || current.is_none_or(|c| agreement > c.agreement) =>
+            {
                 Some(Self {
                     epoch,
                     channel,
@@ -285,23 +309,24 @@ pub fn train(
             epoch,
             &metrics.hematoxylin_agreement,
             &metrics.val_dice,
+            LabelFreeRule::of(config.method),
         );
         // Paper 3.2: keep the (epoch, channel) with the highest validation Dice (first one
-        // on ties); without validation data, the one with the highest hematoxylin agreement.
+        // on ties); without validation data, the label-free choice. A method whose rule is
+        // the last epoch saves every epoch: masks then only score it.
         let candidate = best_channel(&metrics.val_dice);
-        let (save, selection, channel) = match candidate {
-            Some((channel, dice)) => {
-                let improved = state.best.is_none_or(|b| dice > b.dice);
-                if improved {
-                    state.best = Some(Best {
-                        epoch: Some(epoch),
-                        channel,
-                        dice,
-                    });
-                }
-                (improved, Selection::ValidationDice, channel)
-            }
-            None => match state.label_free {
+        let improved = candidate.is_some_and(|(_, dice)| state.best.is_none_or(|b| dice > b.dice));
+        if let (true, Some((channel, dice))) = (improved, candidate) {
+            state.best = Some(Best {
+                epoch: Some(epoch),
+                channel,
+                dice,
+            });
+        }
+        let (save, selection, channel) = match (LabelFreeRule::of(config.method), candidate) {
+            (LabelFreeRule::LastEpoch, _) => (true, Selection::LastEpoch, 0),
+            (_, Some((channel, _))) => (improved, Selection::ValidationDice, channel),
+            (_, None) => match state.label_free {
                 Some(choice) => (
                     state.label_free != previous_label_free,
                     Selection::HematoxylinAgreement,

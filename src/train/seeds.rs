@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::error::TrainError;
 use super::metrics::read_metrics;
-use super::run::{mean, LabelFreeChoice, TrainSummary};
+use super::run::{mean, LabelFreeChoice, LabelFreeRule, TrainSummary};
 
 /// One of the runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ pub struct SeedRun {
 impl SeedRun {
     /// Fills the timings and the label-free choice from the run's `metrics.csv` (one source
     /// for runs trained now and runs kept from a job whose `seed.json` predates them).
-    fn with_recorded(self) -> Self {
+    fn with_recorded(self, rule: LabelFreeRule) -> Self {
         let rows = read_metrics(&self.run_dir).unwrap_or_default();
         Self {
             best_elapsed_s: self
@@ -51,6 +51,7 @@ impl SeedRun {
                     row.epoch,
                     &row.hematoxylin_agreement,
                     &row.val_dice,
+                    rule,
                 )
             }),
             ..self
@@ -233,10 +234,11 @@ fn differing_fields(a: &Value, b: &Value) -> Vec<String> {
 /// Trains `seeds` runs with seeds `first_seed`, `first_seed + 1`, … into
 /// `run_dir/seed-<s>/` with `run_one(seed, dir)`, except those in `keep` (see
 /// [`finished_runs`]), marks each finished run with its `settings(seed)`, and writes
-/// `run_dir/summary.json` over all of them.
+/// `run_dir/summary.json` over all of them; label-free choices by `rule`.
 pub fn train_seeds(
     first_seed: u64,
     seeds: usize,
+    rule: LabelFreeRule,
     run_dir: &Path,
     settings: &dyn Fn(u64) -> Value,
     keep: &BTreeMap<u64, SeedRun>,
@@ -247,7 +249,7 @@ pub fn train_seeds(
         .map(|seed| {
             if let Some(run) = keep.get(&seed) {
                 tracing::info!(seed, "finished earlier; kept");
-                return Ok(run.clone().with_recorded());
+                return Ok(run.clone().with_recorded(rule));
             }
             let dir = seed_dir(run_dir, seed);
             // A mark left by an earlier job would vouch for the run about to replace it.
@@ -263,7 +265,7 @@ pub fn train_seeds(
                 elapsed_s: None,
                 label_free: None,
             }
-            .with_recorded();
+            .with_recorded(rule);
             // Written last: a run killed before this point is trained again on resume.
             let path = finished_mark(run_dir, seed);
             let finished = FinishedRun {

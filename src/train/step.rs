@@ -11,6 +11,7 @@ use super::label_free::hematoxylin_masks;
 use super::loss::{contrastive_loss, LossParts};
 use super::patches::attended_patches;
 use super::sampler::{sample_patches, CandidateGrid};
+use super::self_training::self_training_loss;
 use crate::model::ConfidenceNet;
 
 /// What one step did.
@@ -87,7 +88,7 @@ impl Trainer {
     pub fn new(config: &TrainConfig) -> Result<Self, TrainError> {
         let vs = nn::VarStore::new(config.device);
         let channels = match config.method {
-            Method::Supervised | Method::Hematoxylin => 1,
+            Method::Supervised | Method::Hematoxylin | Method::SelfTraining => 1,
             _ => config.channels as i64,
         };
         let net = ConfidenceNet::new(&vs.root(), channels, config.epsilon);
@@ -125,6 +126,15 @@ impl Trainer {
                     .unsqueeze(1)
                     .to_kind(Kind::Float);
                 (self.cross_entropy(&batch.images, &target), None, None)
+            }
+            Method::SelfTraining => {
+                let loss = self_training_loss(
+                    &self.net,
+                    &batch.images,
+                    self.config.seed,
+                    self.optimizer.steps,
+                );
+                (loss, None, None)
             }
             Method::Threshold | Method::Cdcl => {
                 return Err(TrainError::Config(format!(

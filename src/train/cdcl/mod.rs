@@ -9,7 +9,7 @@
 //! minimisation (`objective`); the teacher is an EMA of the student. Everything runs on the
 //! device; the host sees only a few random numbers for augmentation and the loss values.
 
-mod augment;
+pub(crate) mod augment;
 mod contrast;
 mod objective;
 mod run;

@@ -1,0 +1,38 @@
+//! The self-training method's objective: a student network learns the stain teacher's
+//! confident pixels from jittered views of each crop.
+//!
+//! The stain teacher (`stain_teacher`) is sure of most pixels but abstains on a band around
+//! its cut (nuclear rims, faint nuclei): those pixels carry no loss, and the student decides
+//! them from what it learned elsewhere. The student sees a stain-jittered view
+//! (`stain_jitter`), the teacher the crop as it is, so the student cannot copy the teacher's
+//! per-crop arithmetic and must find nuclei by shape and context.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::nn::ModuleT;
+use tch::{Kind, Reduction, Tensor};
+
+use super::stain_jitter::stain_jitter;
+use super::stain_teacher::{stain_targets, IGNORE_BAND, TEACHER_SIGMA_PX};
+use crate::model::ConfidenceNet;
+
+/// The student's loss on a batch of raw crops (B×3×H×W in [0, 1]) at optimizer step `step`
+/// of the run seeded `seed`: binary cross-entropy against the teacher's targets, averaged
+/// over the pixels the teacher is sure of.
+pub fn self_training_loss(
+    student: &ConfidenceNet,
+    images: &Tensor,
+    seed: u64,
+    step: u64,
+) -> Tensor {
+    let teacher = tch::no_grad(|| stain_targets(images, TEACHER_SIGMA_PX, IGNORE_BAND));
+    // One generator per step: the same run draws the same views, also after a resume.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let view = stain_jitter(images, &mut rng);
+    let per_pixel = student.forward_t(&view, true).binary_cross_entropy(
+        &teacher.target,
+        Some(&teacher.weight),
+        Reduction::Sum,
+    );
+    per_pixel / teacher.weight.sum(Kind::Float).clamp_min(1.0)
+}

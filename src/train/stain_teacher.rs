@@ -1,0 +1,188 @@
+//! The stain teacher of the self-training method: a label-free nuclei target for every
+//! training crop, with the pixels it is unsure of left out.
+//!
+//! The raw hematoxylin cut (`label_free::hematoxylin_masks`) is noisy at the pixel level:
+//! chromatin texture splits nuclei into specks and pale nuclear centres fall below the cut.
+//! A network trained on it learns that noise and stays below it. The teacher therefore
+//! smooths the density over about half a micrometre first (σ = 2 px at 40×, less than a
+//! tenth of a nucleus's diameter), cuts it at the crop's own Otsu threshold, and fills the
+//! holes that the cut leaves inside nuclei. Pixels whose smoothed density lies within
+//! `band` (a fraction of the cut) of the threshold are neither nucleus nor background to the
+//! teacher: their loss weight is 0 and the student decides them from context. Filled holes
+//! keep their weight: they are inside a closed contour, whatever their density.
+
+use tch::{Device, Kind, Tensor};
+
+use super::cdcl::augment::gaussian_blur;
+use super::label_free::{hematoxylin, otsu_thresholds};
+
+/// Smoothing of the hematoxylin density before the cut, px at the training resolution.
+pub const TEACHER_SIGMA_PX: f64 = 2.0;
+/// Half-width of the ignore band around the cut, as a fraction of the cut.
+pub const IGNORE_BAND: f64 = 0.2;
+
+/// What the teacher says about a batch of crops.
+#[derive(Debug)]
+pub struct TeacherTargets {
+    /// 1 = nucleus, 0 = background (B×1×H×W float).
+    pub target: Tensor,
+    /// 1 where the target counts, 0 in the ignore band (B×1×H×W float).
+    pub weight: Tensor,
+}
+
+/// Targets for RGB crops in [0, 1] (B×3×H×W) on their device; the hole filling runs on the
+/// host (a flood fill per crop, cheap next to a training step).
+pub fn stain_targets(images: &Tensor, sigma_px: f64, band: f64) -> TeacherTargets {
+    let (b, _, h, w) = images.size4().expect("B×3×H×W crops");
+    let density = gaussian_blur(
+        &hematoxylin(images).unsqueeze(1),
+        &vec![Some(sigma_px); b as usize],
+    );
+    let cut = otsu_thresholds(&density.flatten(1, -1)).view([-1, 1, 1, 1]);
+    let above = density.gt_tensor(&cut);
+    let filled = fill_holes(&above.to_device(Device::Cpu), h as usize, w as usize)
+        .to_device(images.device());
+    let uncertain = (&density - &cut).abs().lt_tensor(&(&cut * band));
+    let hole = filled.logical_and(&above.logical_not());
+    let weight = uncertain.logical_not().logical_or(&hole);
+    TeacherTargets {
+        target: filled.to_kind(Kind::Float),
+        weight: weight.to_kind(Kind::Float),
+    }
+}
+
+/// `mask` (B×1×H×W bool, on the CPU) with every background region that does not touch the
+/// crop's border turned to foreground (4-connected background, as `binary_fill_holes`).
+fn fill_holes(mask: &Tensor, height: usize, width: usize) -> Tensor {
+    let flat = Vec::<bool>::try_from(mask.reshape([-1])).expect("a bool mask");
+    let mut out = Vec::with_capacity(flat.len());
+    for crop in flat.chunks(height * width) {
+        out.extend(fill_holes_of_one(crop, height, width));
+    }
+    Tensor::from_slice(&out).view_as(mask)
+}
+
+fn fill_holes_of_one(mask: &[bool], height: usize, width: usize) -> Vec<bool> {
+    // Background reachable from the border stays background; everything else is foreground.
+    let mut outside = vec![false; mask.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    let visit = |i: usize, stack: &mut Vec<usize>, outside: &mut [bool]| {
+        if !mask[i] && !outside[i] {
+            outside[i] = true;
+            stack.push(i);
+        }
+    };
+    for x in 0..width {
+        visit(x, &mut stack, &mut outside);
+        visit((height - 1) * width + x, &mut stack, &mut outside);
+    }
+    for y in 0..height {
+        visit(y * width, &mut stack, &mut outside);
+        visit(y * width + width - 1, &mut stack, &mut outside);
+    }
+    while let Some(i) = stack.pop() {
+        let (y, x) = (i / width, i % width);
+        if x > 0 {
+            visit(i - 1, &mut stack, &mut outside);
+        }
+        if x + 1 < width {
+            visit(i + 1, &mut stack, &mut outside);
+        }
+        if y > 0 {
+            visit(i - width, &mut stack, &mut outside);
+        }
+        if y + 1 < height {
+            visit(i + width, &mut stack, &mut outside);
+        }
+    }
+    outside.iter().map(|&o| !o).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(rows: &[&str]) -> Vec<bool> {
+        rows.iter()
+            .flat_map(|r| r.chars().map(|c| c == '#'))
+            .collect()
+    }
+
+    #[test]
+    fn holes_are_filled_but_bays_open_to_the_border_are_not() {
+        let mask = grid(&[
+            "......", //
+            ".###..", //
+            ".#.#..", //
+            ".###.#", //
+            ".....#", //
+            "....#.", //
+        ]);
+        let expected = grid(&[
+            "......", //
+            ".###..", //
+            ".###..", //
+            ".###.#", //
+            ".....#", //
+            "....#.", //
+        ]);
+        assert_eq!(fill_holes_of_one(&mask, 6, 6), expected);
+        // A diagonal gap does not connect background (4-connected): the hole is closed.
+        let diagonal = grid(&["###", "#.#", "##."]);
+        assert_eq!(
+            fill_holes_of_one(&diagonal, 3, 3),
+            grid(&["###", "###", "##."])
+        );
+    }
+
+    /// A hand-made crop: a dark purple ring (radii 5–11) with a pale centre on pink. The
+    /// teacher marks the whole disk (centre filled) and the background, and ignores only
+    /// pixels where the smoothed density crosses the cut: near the ring's two edges.
+    #[test]
+    fn teacher_fills_the_pale_centre_and_ignores_the_rim() {
+        let side = 40i64;
+        // RGB of the nucleus's dark rim, its pale centre and the eosin background.
+        let (nucleus, pale, pink) = (
+            [0.35f32, 0.2, 0.55],
+            [0.9f32, 0.7, 0.8],
+            [0.9f32, 0.85, 0.85],
+        );
+        let mut pixels = Vec::new();
+        for c in 0..3 {
+            for y in 0..side {
+                for x in 0..side {
+                    let r = (((y - 20) * (y - 20) + (x - 20) * (x - 20)) as f64).sqrt();
+                    let colour = match r {
+                        r if r < 5.0 => pale,
+                        r if r < 11.0 => nucleus,
+                        _ => pink,
+                    };
+                    pixels.push(colour[c]);
+                }
+            }
+        }
+        let images = Tensor::from_slice(&pixels).view([1, 3, side, side]);
+        let t = stain_targets(&images, TEACHER_SIGMA_PX, IGNORE_BAND);
+        let at = |m: &Tensor, y: i64, x: i64| m.double_value(&[0, 0, y, x]);
+        // Centre (pale, filled) and ring: nucleus, counted.
+        for (y, x) in [(20, 20), (20, 27), (13, 20)] {
+            assert_eq!(at(&t.target, y, x), 1.0, "({y},{x})");
+            assert_eq!(at(&t.weight, y, x), 1.0, "({y},{x})");
+        }
+        // Far background: not nucleus, counted.
+        assert_eq!(at(&t.target, 2, 2), 0.0);
+        assert_eq!(at(&t.weight, 2, 2), 1.0);
+        // Some pixels are ignored, and only near an edge of the ring.
+        let ignored = t.weight.eq(0.0).nonzero();
+        assert!(ignored.size()[0] > 0, "the rim must hold uncertain pixels");
+        for row in 0..ignored.size()[0] {
+            let (y, x) = (
+                ignored.int64_value(&[row, 2]),
+                ignored.int64_value(&[row, 3]),
+            );
+            let r = (((y - 20) * (y - 20) + (x - 20) * (x - 20)) as f64).sqrt();
+            let near_edge = (r - 5.0).abs() < 3.0 || (r - 11.0).abs() < 3.0;
+            assert!(near_edge, "ignored at r = {r}");
+        }
+    }
+}
