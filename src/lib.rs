@@ -6,6 +6,7 @@
 //! subcommands on top.
 
 pub mod allocator;
+pub mod atomic_file;
 pub mod cohort;
 pub mod commands;
 pub mod device;

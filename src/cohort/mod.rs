@@ -138,16 +138,17 @@ impl Layout {
     /// Removes the `*.partial` files an interrupted or killed run left for `entry`.
     pub fn remove_partials(&self, entry: &Entry) {
         for output in self.outputs(entry) {
-            let mut partial = output.into_os_string();
-            partial.push(".partial");
+            let Some(partial) = crate::atomic_file::partial_path(&output) else {
+                continue;
+            };
             match std::fs::remove_file(&partial) {
                 Ok(()) => tracing::info!(
-                    file = %Path::new(&partial).display(),
+                    file = %partial.display(),
                     "removed a partial file left by an interrupted run"
                 ),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!(
-                    file = %Path::new(&partial).display(),
+                    file = %partial.display(),
                     "cannot remove a partial file: {e}"
                 ),
             }

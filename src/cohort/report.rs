@@ -203,7 +203,7 @@ pub(super) fn write_error_file(layout: &Layout, entry: &Entry, row: &SlideRow, s
         model: seg.predictor.source().to_owned(),
         settings: seg.settings(),
     };
-    let written = crate::commands::write_atomically(&path, |partial| {
+    let written = crate::atomic_file::write_atomically(&path, |partial| {
         std::fs::write(partial, serde_json::to_vec_pretty(&record)?)?;
         Ok(())
     });
@@ -304,12 +304,12 @@ impl CohortReport {
             path: path.to_path_buf(),
             message: crate::error_text::one_line(&e),
         };
-        crate::commands::write_atomically(&json, |partial| {
+        crate::atomic_file::write_atomically(&json, |partial| {
             std::fs::write(partial, serde_json::to_vec_pretty(self)?)?;
             Ok(())
         })
         .map_err(|e| fail(&json, e))?;
-        crate::commands::write_atomically(&csv, |partial| {
+        crate::atomic_file::write_atomically(&csv, |partial| {
             let mut out = csv::Writer::from_path(partial)?;
             out.write_record([
                 "name",

@@ -20,25 +20,3 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     writeln!(out)?;
     Ok(())
 }
-
-/// Writes a file through `NAME.partial` in the same folder and renames it into place, so a
-/// failed or interrupted write never leaves a half-written file under the final name.
-pub fn write_atomically(
-    path: &std::path::Path,
-    write: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let mut name = path
-        .file_name()
-        .context("output path has no file name")?
-        .to_os_string();
-    name.push(".partial");
-    let partial = path.with_file_name(name);
-    let result = write(&partial)
-        .and_then(|()| std::fs::rename(&partial, path).map_err(anyhow::Error::from))
-        .with_context(|| format!("writing {}", path.display()));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result
-}

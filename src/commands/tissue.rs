@@ -21,7 +21,7 @@ pub struct TissueReport {
 pub fn run(slide_path: &Path, out: &Path, params: &TissueParams) -> anyhow::Result<TissueReport> {
     let slide = slide::open(slide_path)?;
     let (mask, level) = detect_slide_tissue(slide.as_ref(), params)?;
-    crate::commands::write_atomically(out, |partial| Ok(mask.write_png(partial)?))?;
+    crate::atomic_file::write_atomically(out, |partial| Ok(mask.write_png(partial)?))?;
     Ok(TissueReport {
         slide: slide_path.to_path_buf(),
         out: out.to_path_buf(),

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::atomic_file::{CommitError, PartialFile};
+
 /// Class name given to every feature.
 pub const NUCLEUS_CLASS: &str = "Nucleus";
 /// Display colour of the class in QuPath.
@@ -56,13 +58,12 @@ pub struct NucleusProperties {
 /// Streaming writer of a nuclei FeatureCollection; see the module docs.
 #[derive(Debug)]
 pub struct GeoJsonWriter {
-    path: PathBuf,
-    partial: PathBuf,
-    /// `None` only once [`GeoJsonWriter::finish`] has taken it.
+    /// `None` only once [`GeoJsonWriter::finish`] has taken it. Declared before `file` so
+    /// that it is closed before an unfinished collection (not valid JSON) is removed.
     out: Option<BufWriter<File>>,
+    file: PartialFile,
     features: u64,
     id_seed: u64,
-    committed: bool,
 }
 
 #[derive(Serialize)]
@@ -98,11 +99,12 @@ struct Classification {
 impl GeoJsonWriter {
     /// Starts `<path>.partial` and writes the collection header.
     pub fn create(path: &Path) -> Result<Self, GeoJsonError> {
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(".partial");
-        let partial = PathBuf::from(partial);
-        let file = File::create(&partial).map_err(|source| GeoJsonError::Create {
-            path: partial.clone(),
+        let partial = PartialFile::new(path).ok_or_else(|| GeoJsonError::Create {
+            path: path.to_owned(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
+        })?;
+        let file = File::create(partial.partial()).map_err(|source| GeoJsonError::Create {
+            path: partial.partial().to_owned(),
             source,
         })?;
         // Ids only need to be unique within the images they are imported into; deriving
@@ -112,12 +114,10 @@ impl GeoJsonWriter {
             .iter()
             .fold(0x5eed_u64, |seed, &b| splitmix64(seed ^ u64::from(b)));
         let mut writer = Self {
-            path: path.to_owned(),
-            partial,
             out: Some(BufWriter::with_capacity(1 << 20, file)),
+            file: partial,
             features: 0,
             id_seed,
-            committed: false,
         };
         writer.write_bytes(b"{\"type\":\"FeatureCollection\",\"features\":[")?;
         Ok(writer)
@@ -141,7 +141,7 @@ impl GeoJsonWriter {
         };
         if let Some(reason) = reason {
             return Err(GeoJsonError::InvalidRing {
-                path: self.partial.clone(),
+                path: self.file.partial().to_owned(),
                 reason,
             });
         }
@@ -168,7 +168,7 @@ impl GeoJsonWriter {
         self.write_bytes(separator)?;
         let result = serde_json::to_writer(self.out(), &feature);
         result.map_err(|e| GeoJsonError::Write {
-            path: self.partial.clone(),
+            path: self.file.partial().to_owned(),
             source: e.into(),
         })?;
         self.features += 1;
@@ -184,26 +184,28 @@ impl GeoJsonWriter {
     /// path, which it returns.
     pub fn finish(mut self) -> Result<PathBuf, GeoJsonError> {
         self.write_bytes(b"\n]}\n")?;
-        let partial = self.partial.clone();
-        let write_error = |source| GeoJsonError::Write {
+        let Self { out, file, .. } = self;
+        let partial = file.partial().to_owned();
+        let path = file.path().to_owned();
+        let out = out.expect("writer is open until finish");
+        let closed = out.into_inner().map_err(|e| GeoJsonError::Write {
             path: partial.clone(),
-            source,
-        };
-        let out = self.out.take().expect("writer is open until finish");
-        let file = out.into_inner().map_err(|e| write_error(e.into_error()))?;
-        file.sync_all().map_err(write_error)?;
-        drop(file);
-        std::fs::rename(&self.partial, &self.path).map_err(|source| GeoJsonError::Rename {
-            from: self.partial.clone(),
-            to: self.path.clone(),
-            source,
+            source: e.into_error(),
         })?;
-        self.committed = true;
-        sync_parent(&self.path).map_err(|source| GeoJsonError::Write {
-            path: self.path.clone(),
-            source,
-        })?;
-        Ok(self.path.clone())
+        drop(closed);
+        file.commit(crate::atomic_file::Durability::Synced)
+            .map_err(|e| match e {
+                CommitError::Sync(source) => GeoJsonError::Write {
+                    path: partial.clone(),
+                    source,
+                },
+                CommitError::Rename(source) => GeoJsonError::Rename {
+                    from: partial.clone(),
+                    to: path.clone(),
+                    source,
+                },
+                CommitError::SyncFolder(source) => GeoJsonError::Write { path, source },
+            })
     }
 
     fn out(&mut self) -> &mut BufWriter<File> {
@@ -213,7 +215,7 @@ impl GeoJsonWriter {
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), GeoJsonError> {
         let result = self.out().write_all(bytes);
         result.map_err(|source| GeoJsonError::Write {
-            path: self.partial.clone(),
+            path: self.file.partial().to_owned(),
             source,
         })
     }
@@ -233,31 +235,6 @@ impl GeoJsonWriter {
             lo & 0xffff_ffff_ffff
         )
     }
-}
-
-impl Drop for GeoJsonWriter {
-    /// An unfinished collection is not valid JSON: remove it.
-    fn drop(&mut self) {
-        drop(self.out.take());
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.partial);
-        }
-    }
-}
-
-/// Makes the rename itself durable.
-#[cfg(unix)]
-fn sync_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
-        _ => File::open(".")?.sync_all(),
-    }
-}
-
-/// Directories cannot be opened for syncing here; the rename is as durable as it gets.
-#[cfg(not(unix))]
-fn sync_parent(_path: &Path) -> io::Result<()> {
-    Ok(())
 }
 
 /// SplitMix64 finaliser: a cheap bijective mixer, good enough for unique ids.

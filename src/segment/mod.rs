@@ -556,7 +556,7 @@ fn write_sidecar(
     path: &Path,
     write: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> Result<(), SegmentError> {
-    crate::commands::write_atomically(path, write).map_err(|error| SegmentError::Write {
+    crate::atomic_file::write_atomically(path, write).map_err(|error| SegmentError::Write {
         path: path.to_path_buf(),
         message: crate::error_text::one_line(&error),
     })

@@ -35,11 +35,12 @@ mod tags;
 pub use error::TiffWriteError;
 pub use options::{Channels, Compression, Downsample, PyramidOptions};
 
+use crate::atomic_file::{CommitError, PartialFile};
 use codec::{Encoded, PixelKey, TileCodec};
 use pyramid::{Emit, Pyramid, Strip};
 use sink::{Chunk, Sink};
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use tags::TagTemplate;
 
@@ -55,12 +56,14 @@ use tags::TagTemplate;
 /// [`finish`]: PyramidWriter::finish
 pub struct PyramidWriter {
     path: PathBuf,
-    partial: PathBuf,
     channels: usize,
     rows_written: u32,
     pyramid: Pyramid,
-    /// `None` once finished or stopped by an error.
+    /// `None` once finished or stopped by an error. Declared before `file`: dropping it
+    /// stops the writer thread before the file it writes is removed.
     output: Option<Output>,
+    /// Owns `NAME.partial`: removes it on drop unless committed.
+    file: PartialFile,
 }
 
 impl PyramidWriter {
@@ -79,15 +82,12 @@ impl PyramidWriter {
                 height,
             });
         }
-        let Some(name) = path.file_name() else {
+        let Some(partial) = PartialFile::new(path) else {
             return Err(TiffWriteError::InvalidOptions {
                 path: path.to_path_buf(),
                 reason: "the output path has no file name".into(),
             });
         };
-        let mut partial_name = name.to_os_string();
-        partial_name.push(".partial");
-        let partial = path.with_file_name(partial_name);
 
         let channels = options.channels.samples();
         let dims = pyramid::level_dimensions(width, height, options.tile_size);
@@ -99,20 +99,14 @@ impl PyramidWriter {
         );
         let tags = TagTemplate::new(&options, codec.predictor());
         let create_error = |source| TiffWriteError::Create {
-            path: partial.clone(),
+            path: partial.partial().to_path_buf(),
             source,
         };
-        let file = File::create(&partial).map_err(create_error)?;
-        let sink = match Sink::spawn(file, dims.clone(), tags) {
-            Ok(sink) => sink,
-            Err(e) => {
-                let _ = fs::remove_file(&partial);
-                return Err(create_error(e));
-            }
-        };
+        let file = File::create(partial.partial()).map_err(create_error)?;
+        // On failure `partial` is dropped, which removes the file.
+        let sink = Sink::spawn(file, dims.clone(), tags).map_err(create_error)?;
         Ok(Self {
             path: path.to_path_buf(),
-            partial,
             channels,
             rows_written: 0,
             pyramid: Pyramid::new(dims, options.tile_size, channels, options.downsample),
@@ -121,6 +115,7 @@ impl PyramidWriter {
                 sink,
                 shared: HashSet::new(),
             }),
+            file: partial,
         })
     }
 
@@ -177,14 +172,20 @@ impl PyramidWriter {
         }
         let output = self.output.take().ok_or_else(|| self.stopped())?;
         output.sink.finish().map_err(|e| self.write_error(e))?;
-        fs::rename(&self.partial, &self.path).map_err(|source| TiffWriteError::Rename {
-            from: self.partial.clone(),
-            path: self.path.clone(),
-            source,
-        })?;
-        // Renamed: nothing is left for Drop to clean up.
-        self.partial = PathBuf::new();
-        Ok(self.path.clone())
+        let (partial, path) = (self.file.partial().to_path_buf(), self.path.clone());
+        self.file
+            .commit(crate::atomic_file::Durability::RenameOnly)
+            .map_err(|e| match e {
+                CommitError::Rename(source) => TiffWriteError::Rename {
+                    from: partial,
+                    path,
+                    source,
+                },
+                CommitError::Sync(e) | CommitError::SyncFolder(e) => TiffWriteError::Write {
+                    path,
+                    source: tiff::TiffError::IoError(e),
+                },
+            })
     }
 
     fn check_next_row(&self) -> Result<u32, TiffWriteError> {
@@ -207,7 +208,7 @@ impl PyramidWriter {
         if let Err(e) = self.pyramid.push(0, strip, count, output) {
             // The thread has stopped; the file is useless from here on.
             self.output = None;
-            let _ = fs::remove_file(&self.partial);
+            self.file.discard();
             return Err(self.write_error(e));
         }
         self.rows_written += count;
@@ -236,16 +237,6 @@ impl std::fmt::Debug for PyramidWriter {
             .field("rows_written", &self.rows_written)
             .field("stopped", &self.output.is_none())
             .finish()
-    }
-}
-
-impl Drop for PyramidWriter {
-    fn drop(&mut self) {
-        // Stop the thread before deleting the file it writes.
-        self.output = None;
-        if !self.partial.as_os_str().is_empty() {
-            let _ = fs::remove_file(&self.partial);
-        }
     }
 }
 
