@@ -1,4 +1,5 @@
-//! Binary morphology with disk footprints, and the nuclei mask post-processing built on it.
+//! Binary morphology with disk footprints, and the nuclei mask post-processing built on it;
+//! removing small regions and filling holes.
 //!
 //! Semantics follow scikit-image: [`disk`] is `skimage.morphology.disk`, and [`erode`] /
 //! [`dilate`] are `binary_erosion` / `binary_dilation`, where pixels outside the image are
@@ -351,11 +352,96 @@ fn widen<const ERODE: bool>(row: &[u64], out: &mut [u64]) {
     }
 }
 
+/// Flips every 4-connected region of `value` smaller than `min_area` pixels to the other
+/// value (255 ↔ 0; unlike the rest of this module, the mask holds exactly 0 and 255). With `spare_border`, regions touching the image edge are kept: a
+/// background region there is glass around the tissue, not a hole in it.
+pub fn remove_small_regions(
+    data: &mut [u8],
+    w: usize,
+    h: usize,
+    value: u8,
+    min_area: usize,
+    spare_border: bool,
+) {
+    let mut seen = vec![false; w * h];
+    let mut stack = Vec::new();
+    let mut region = Vec::new();
+    for start in 0..w * h {
+        if seen[start] || data[start] != value {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        region.clear();
+        let mut touches_border = false;
+        while let Some(i) = stack.pop() {
+            region.push(i);
+            let (x, y) = (i % w, i / w);
+            touches_border |= x == 0 || y == 0 || x == w - 1 || y == h - 1;
+            let neighbours = [
+                (x > 0).then(|| i - 1),
+                (x + 1 < w).then(|| i + 1),
+                (y > 0).then(|| i - w),
+                (y + 1 < h).then(|| i + w),
+            ];
+            for j in neighbours.into_iter().flatten() {
+                if !seen[j] && data[j] == value {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        if region.len() < min_area && !(spare_border && touches_border) {
+            for &i in &region {
+                data[i] = 255 - value;
+            }
+        }
+    }
+}
+
+/// Fills every hole of a 0/255 `mask`: 4-connected background regions that do not touch the
+/// image edge become foreground (as `scipy.ndimage.binary_fill_holes`).
+pub fn fill_holes(mask: &mut [u8], width: usize, height: usize) {
+    remove_small_regions(mask, width, height, 0, usize::MAX, true);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    fn grid(rows: &[&str]) -> Vec<u8> {
+        rows.iter()
+            .flat_map(|r| r.chars().map(|c| if c == '#' { 255 } else { 0 }))
+            .collect()
+    }
+
+    #[test]
+    fn holes_are_filled_but_bays_open_to_the_border_are_not() {
+        let mut mask = grid(&[
+            "......", //
+            ".###..", //
+            ".#.#..", //
+            ".###.#", //
+            ".....#", //
+            "....#.", //
+        ]);
+        let expected = grid(&[
+            "......", //
+            ".###..", //
+            ".###..", //
+            ".###.#", //
+            ".....#", //
+            "....#.", //
+        ]);
+        fill_holes(&mut mask, 6, 6);
+        assert_eq!(mask, expected);
+        // A diagonal gap does not connect background (4-connected): the hole is closed.
+        let mut diagonal = grid(&["###", "#.#", "##."]);
+        fill_holes(&mut diagonal, 3, 3);
+        assert_eq!(diagonal, grid(&["###", "###", "##."]));
+    }
 
     /// Brute force over the disk's offsets, straight from the definition.
     fn naive(mask: &[u8], width: usize, height: usize, radius: usize, op: Op) -> Vec<u8> {

@@ -82,23 +82,7 @@ pub fn run(
     let predictor = args.run.load(&args.model, args.run.device.resolve()?)?;
     let set = LabeledFolder::open(&args.data)?.labeled()?;
     let maps = instance_maps(&args.data, &set)?;
-    let bar = progress_bar("eval images", Some(set.items.len() as u64), !show_progress);
-    let mut images = Vec::with_capacity(set.items.len());
-    for (item, map) in set.items.iter().zip(&maps) {
-        if cancel.is_cancelled() {
-            return Err(PipelineError::Cancelled.into());
-        }
-        let truth = match map {
-            Some(path) => {
-                let (width, height) = size_of(item);
-                Some(read_instance_map(path, width, height)?)
-            }
-            None => None,
-        };
-        images.push(score_image(&predictor, item, truth.as_deref()));
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+    let images = score_set(&predictor, &set, Some(&maps), show_progress, cancel)?;
     let mean = |pick: fn(&ImageScores) -> &Scores| Scores::mean(images.iter().map(pick));
     let mean_instances = |pick: fn(&ImageScores) -> &Option<InstanceScores>| {
         InstanceScores::mean(images.iter().filter_map(|i| pick(i).as_ref()))
@@ -136,20 +120,29 @@ pub fn instance_maps(
         .collect()
 }
 
-/// Raw and post-processed pixel scores of each image of `set` (no object scores).
+/// Raw and post-processed scores of each image of `set`: pixels, and objects for the images
+/// whose entry in `instance_maps` (one per image, from [`instance_maps`]) names a map.
 pub fn score_set(
     predictor: &Predictor,
     set: &LabeledSet,
+    instance_maps: Option<&[Option<PathBuf>]>,
     show_progress: bool,
     cancel: &CancelToken,
-) -> Result<Vec<ImageScores>, PipelineError> {
+) -> anyhow::Result<Vec<ImageScores>> {
     let bar = progress_bar("eval images", Some(set.items.len() as u64), !show_progress);
     let mut scored = Vec::with_capacity(set.items.len());
-    for item in &set.items {
+    for (i, item) in set.items.iter().enumerate() {
         if cancel.is_cancelled() {
-            return Err(PipelineError::Cancelled);
+            return Err(PipelineError::Cancelled.into());
         }
-        scored.push(score_image(predictor, item, None));
+        let truth = match instance_maps.and_then(|maps| maps[i].as_ref()) {
+            Some(path) => {
+                let (width, height) = size_of(item);
+                Some(read_instance_map(path, width, height)?)
+            }
+            None => None,
+        };
+        scored.push(score_image(predictor, item, truth.as_deref()));
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -165,7 +158,7 @@ fn size_of(item: &Labeled) -> (u32, u32) {
 /// Predicts `item` whole and scores the raw and post-processed masks: pixels against its
 /// mask, and objects ([`instances_of`]) against `truth_instances` when given (a label map
 /// of the image's size).
-pub fn score_image(
+fn score_image(
     predictor: &Predictor,
     item: &Labeled,
     truth_instances: Option<&[u32]>,

@@ -42,7 +42,7 @@ pub struct TrainArgs {
     /// threshold = best gray cut, cdcl = semi-supervised mean teacher with cross-patch dense
     /// contrastive learning (seed 003), hematoxylin = label-free: BCE on each crop's
     /// hematoxylin stain map (colour deconvolution above the crop's Otsu cut), no masks;
-    /// self-training = label-free: a student on colour-jittered crops learns the smoothed,
+    /// self-training = label-free: a student on stain-jittered crops learns the smoothed,
     /// hole-filled stain cut of the clean crop, its uncertain rim left out.
     #[arg(long, value_enum, default_value = "contrastive")]
     pub method: Method,

@@ -22,7 +22,7 @@ pub enum Method {
     /// Label-free: same network, K=1, trained with BCE on each crop's hematoxylin map
     /// (colour deconvolution cut at the crop's Otsu threshold) instead of masks.
     Hematoxylin,
-    /// Label-free: same network, K=1, a student on colour-jittered crops learning the stain
+    /// Label-free: same network, K=1, a student on stain-jittered crops learning the stain
     /// teacher of `train::stain_teacher` (smoothed cut, holes filled, uncertain rim ignored).
     #[serde(rename = "self-training")]
     SelfTraining,

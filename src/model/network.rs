@@ -300,8 +300,9 @@ mod tests {
         if !tiny_conv::available() {
             return;
         }
-        let _rng = torch_rng(); // layer initialisation draws from it
-                                // Fewer and more output channels than a vector holds.
+        // Layer initialisation draws from the generator.
+        let _rng = torch_rng();
+        // Fewer and more output channels than a vector holds.
         for channels in [2, 9] {
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let net = ConfidenceNet::new(&vs.root(), channels, DEFAULT_EPSILON);

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::atomic_file::{CommitError, PartialFile};
+use crate::atomic_file::{CommitError, Durability, PartialFile};
 
 /// Class name given to every feature.
 pub const NUCLEUS_CLASS: &str = "Nucleus";
@@ -193,19 +193,18 @@ impl GeoJsonWriter {
             source: e.into_error(),
         })?;
         drop(closed);
-        file.commit(crate::atomic_file::Durability::Synced)
-            .map_err(|e| match e {
-                CommitError::Sync(source) => GeoJsonError::Write {
-                    path: partial.clone(),
-                    source,
-                },
-                CommitError::Rename(source) => GeoJsonError::Rename {
-                    from: partial.clone(),
-                    to: path.clone(),
-                    source,
-                },
-                CommitError::SyncFolder(source) => GeoJsonError::Write { path, source },
-            })
+        file.commit(Durability::Synced).map_err(|e| match e {
+            CommitError::Sync(source) => GeoJsonError::Write {
+                path: partial.clone(),
+                source,
+            },
+            CommitError::Rename(source) => GeoJsonError::Rename {
+                from: partial.clone(),
+                to: path.clone(),
+                source,
+            },
+            CommitError::SyncFolder(source) => GeoJsonError::Write { path, source },
+        })
     }
 
     fn out(&mut self) -> &mut BufWriter<File> {

@@ -13,6 +13,7 @@
 //! one thing (glass only, tissue only); small specks and holes are then removed.
 
 use super::grid::Rect;
+use crate::morphology::remove_small_regions;
 use std::path::Path;
 
 /// Pixels whose brightest channel is below this are ink, bubble rims or debris; even dense
@@ -333,53 +334,6 @@ fn square_filter(
         }
     }
     out
-}
-
-/// Flips every 4-connected region of `value` smaller than `min_area` pixels to the other
-/// value (255 ↔ 0). With `spare_border`, regions touching the image edge are kept: a
-/// background region there is glass around the tissue, not a hole in it.
-fn remove_small_regions(
-    data: &mut [u8],
-    w: usize,
-    h: usize,
-    value: u8,
-    min_area: usize,
-    spare_border: bool,
-) {
-    let mut seen = vec![false; w * h];
-    let mut stack = Vec::new();
-    let mut region = Vec::new();
-    for start in 0..w * h {
-        if seen[start] || data[start] != value {
-            continue;
-        }
-        seen[start] = true;
-        stack.push(start);
-        region.clear();
-        let mut touches_border = false;
-        while let Some(i) = stack.pop() {
-            region.push(i);
-            let (x, y) = (i % w, i / w);
-            touches_border |= x == 0 || y == 0 || x == w - 1 || y == h - 1;
-            let neighbours = [
-                (x > 0).then(|| i - 1),
-                (x + 1 < w).then(|| i + 1),
-                (y > 0).then(|| i - w),
-                (y + 1 < h).then(|| i + w),
-            ];
-            for j in neighbours.into_iter().flatten() {
-                if !seen[j] && data[j] == value {
-                    seen[j] = true;
-                    stack.push(j);
-                }
-            }
-        }
-        if region.len() < min_area && !(spare_border && touches_border) {
-            for &i in &region {
-                data[i] = 255 - value;
-            }
-        }
-    }
 }
 
 /// Overview resolution for tissue detection: about 1/32 of level 0 (1.25× for a 40× slide),

@@ -35,7 +35,7 @@ mod tags;
 pub use error::TiffWriteError;
 pub use options::{Channels, Compression, Downsample, PyramidOptions};
 
-use crate::atomic_file::{CommitError, PartialFile};
+use crate::atomic_file::{CommitError, Durability, PartialFile};
 use codec::{Encoded, PixelKey, TileCodec};
 use pyramid::{Emit, Pyramid, Strip};
 use sink::{Chunk, Sink};
@@ -55,7 +55,6 @@ use tags::TagTemplate;
 ///
 /// [`finish`]: PyramidWriter::finish
 pub struct PyramidWriter {
-    path: PathBuf,
     channels: usize,
     rows_written: u32,
     pyramid: Pyramid,
@@ -106,7 +105,6 @@ impl PyramidWriter {
         // On failure `partial` is dropped, which removes the file.
         let sink = Sink::spawn(file, dims.clone(), tags).map_err(create_error)?;
         Ok(Self {
-            path: path.to_path_buf(),
             channels,
             rows_written: 0,
             pyramid: Pyramid::new(dims, options.tile_size, channels, options.downsample),
@@ -140,7 +138,7 @@ impl PyramidWriter {
         let expected = width as usize * self.channels * count as usize;
         if rows.len() != expected {
             return Err(TiffWriteError::RowLength {
-                path: self.path.clone(),
+                path: self.file.path().to_path_buf(),
                 index: self.rows_written / self.pyramid.tile(),
                 got: rows.len(),
                 expected,
@@ -165,16 +163,19 @@ impl PyramidWriter {
         let height = self.pyramid.dims()[0].1;
         if self.rows_written < height {
             return Err(TiffWriteError::Incomplete {
-                path: self.path.clone(),
+                path: self.file.path().to_path_buf(),
                 written: self.rows_written,
                 height,
             });
         }
         let output = self.output.take().ok_or_else(|| self.stopped())?;
         output.sink.finish().map_err(|e| self.write_error(e))?;
-        let (partial, path) = (self.file.partial().to_path_buf(), self.path.clone());
+        let (partial, path) = (
+            self.file.partial().to_path_buf(),
+            self.file.path().to_path_buf(),
+        );
         self.file
-            .commit(crate::atomic_file::Durability::RenameOnly)
+            .commit(Durability::RenameOnly)
             .map_err(|e| match e {
                 CommitError::Rename(source) => TiffWriteError::Rename {
                     from: partial,
@@ -194,7 +195,7 @@ impl PyramidWriter {
         }
         match self.rows_expected() {
             0 => Err(TiffWriteError::TooManyRows {
-                path: self.path.clone(),
+                path: self.file.path().to_path_buf(),
                 height: self.pyramid.dims()[0].1,
             }),
             count => Ok(count),
@@ -217,13 +218,13 @@ impl PyramidWriter {
 
     fn stopped(&self) -> TiffWriteError {
         TiffWriteError::Stopped {
-            path: self.path.clone(),
+            path: self.file.path().to_path_buf(),
         }
     }
 
     fn write_error(&self, source: tiff::TiffError) -> TiffWriteError {
         TiffWriteError::Write {
-            path: self.path.clone(),
+            path: self.file.path().to_path_buf(),
             source,
         }
     }
@@ -232,7 +233,7 @@ impl PyramidWriter {
 impl std::fmt::Debug for PyramidWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PyramidWriter")
-            .field("path", &self.path)
+            .field("path", &self.file.path())
             .field("levels", &self.pyramid.dims())
             .field("rows_written", &self.rows_written)
             .field("stopped", &self.output.is_none())

@@ -13,7 +13,7 @@ use super::error::TrainError;
 use super::metrics::EpochMetrics;
 use super::run::{Best, LabelFreeChoice};
 use super::step::Trainer;
-use crate::atomic_file::{CommitError, PartialFile};
+use crate::atomic_file::{CommitError, Durability, PartialFile};
 use crate::model::{copy_weights, read_tensors, ModelError};
 
 const CHECKPOINT_FILE: &str = "checkpoint.json";
@@ -90,13 +90,12 @@ pub fn save(
     let json = serde_json::to_string(&checkpoint).expect("checkpoint serialises");
     std::fs::write(file.partial(), json).map_err(TrainError::io(file.partial()))?;
     let partial = file.partial().to_path_buf();
-    file.commit(crate::atomic_file::Durability::RenameOnly)
-        .map_err(|e| match e {
-            CommitError::Sync(source) => TrainError::io(&partial)(source),
-            CommitError::Rename(source) | CommitError::SyncFolder(source) => {
-                TrainError::io(&path)(source)
-            }
-        })?;
+    file.commit(Durability::RenameOnly).map_err(|e| match e {
+        CommitError::Sync(source) => TrainError::io(&partial)(source),
+        CommitError::Rename(source) | CommitError::SyncFolder(source) => {
+            TrainError::io(&path)(source)
+        }
+    })?;
     remove_stale_weights(run_dir, Some(&checkpoint.weights))
 }
 

@@ -39,6 +39,12 @@ pub(super) fn inverse(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
     inv
 }
 
+/// Per-channel optical density of RGB images in [0, 1] in `rgb2hed`'s units: white is 0,
+/// the darkest representable intensity 1.
+pub(super) fn optical_density(images: &Tensor) -> Tensor {
+    images.clamp_min(MIN_INTENSITY).log() / MIN_INTENSITY.ln()
+}
+
 /// Hematoxylin density (B×H×W, ≥ 0) of RGB images in [0, 1] (B×3×H×W), as the first
 /// channel of `skimage.color.rgb2hed`.
 pub fn hematoxylin(images: &Tensor) -> Tensor {
@@ -48,8 +54,7 @@ pub fn hematoxylin(images: &Tensor) -> Tensor {
     let weights = Tensor::from_slice(&weights)
         .to_device(images.device())
         .view([1, 3, 1, 1]);
-    let density = images.clamp_min(MIN_INTENSITY).log() / MIN_INTENSITY.ln();
-    (density * weights)
+    (optical_density(images) * weights)
         .sum_dim_intlist(1, false, Kind::Float)
         .clamp_min(0.0)
 }

@@ -248,6 +248,7 @@ pub fn train(
     }
     let elapsed_before = state.elapsed_s;
 
+    let rule = LabelFreeRule::of(config.method);
     for epoch in state.epochs_done..config.epochs {
         if config.max_steps.is_some_and(|max| state.steps >= max) {
             break;
@@ -309,7 +310,7 @@ pub fn train(
             epoch,
             &metrics.hematoxylin_agreement,
             &metrics.val_dice,
-            LabelFreeRule::of(config.method),
+            rule,
         );
         // Paper 3.2: keep the (epoch, channel) with the highest validation Dice (first one
         // on ties); without validation data, the label-free choice. A method whose rule is
@@ -323,7 +324,7 @@ pub fn train(
                 dice,
             });
         }
-        let (save, selection, channel) = match (LabelFreeRule::of(config.method), candidate) {
+        let (save, selection, channel) = match (rule, candidate) {
             (LabelFreeRule::LastEpoch, _) => (true, Selection::LastEpoch, 0),
             (_, Some((channel, _))) => (improved, Selection::ValidationDice, channel),
             (_, None) => match state.label_free {

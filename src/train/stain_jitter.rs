@@ -8,24 +8,29 @@
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use super::label_free::{inverse, MIN_INTENSITY, RGB_FROM_HED};
+use super::label_free::{inverse, optical_density, MIN_INTENSITY, RGB_FROM_HED};
 
 /// Largest relative change of a stain's density (scale drawn from [1 − S, 1 + S]).
 const SCALE: f64 = 0.25;
 /// Largest absolute shift of a stain's density, in the normalised units of `rgb2hed`.
 const SHIFT: f64 = 0.02;
 
+/// A 3×3 stain matrix as a tensor on `device`.
+fn matrix(m: [[f64; 3]; 3], device: Device) -> Tensor {
+    let flat: Vec<f32> = m.iter().flatten().map(|&v| v as f32).collect();
+    Tensor::from_slice(&flat).view([3, 3]).to_device(device)
+}
+
 /// RGB crops in [0, 1] (B×3×H×W) with every crop's three stain densities jittered.
 pub fn stain_jitter(images: &Tensor, rng: &mut ChaCha8Rng) -> Tensor {
     let (b, _, h, w) = images.size4().expect("B×3×H×W crops");
     let device = images.device();
-    let matrix = |m: [[f64; 3]; 3]| {
-        let flat: Vec<f32> = m.iter().flatten().map(|&v| v as f32).collect();
-        Tensor::from_slice(&flat).view([3, 3]).to_device(device)
-    };
-    let (to_stains, to_rgb) = (matrix(inverse(RGB_FROM_HED)), matrix(RGB_FROM_HED));
+    let (to_stains, to_rgb) = (
+        matrix(inverse(RGB_FROM_HED), device),
+        matrix(RGB_FROM_HED, device),
+    );
     let mut draw = |spread: f64, centre: f64| {
         let values: Vec<f32> = (0..b * 3)
             .map(|_| (centre + rng.random_range(-spread..=spread)) as f32)
@@ -35,9 +40,8 @@ pub fn stain_jitter(images: &Tensor, rng: &mut ChaCha8Rng) -> Tensor {
             .to_device(device)
     };
     let (scale, shift) = (draw(SCALE, 1.0), draw(SHIFT, 0.0));
-    // Pixels as rows: B×(H·W)×3 optical densities in rgb2hed's units (white = 0).
-    let density = images.clamp_min(MIN_INTENSITY).log() / MIN_INTENSITY.ln();
-    let rows = density.flatten(2, 3).transpose(1, 2);
+    // Pixels as rows: B×(H·W)×3 optical densities.
+    let rows = optical_density(images).flatten(2, 3).transpose(1, 2);
     let stains = rows.matmul(&to_stains) * scale + shift;
     let back = stains.matmul(&to_rgb).clamp_min(0.0);
     (back * MIN_INTENSITY.ln())
@@ -56,15 +60,10 @@ mod tests {
     fn no_jitter_is_the_identity_and_jitter_keeps_white_and_range() {
         let images = crate::test_support::uniform(&[2, 3, 8, 8], 1) * 0.9 + 0.05;
         // Taking the crops apart and putting them back together changes nothing.
-        let density = images.clamp_min(MIN_INTENSITY).log() / MIN_INTENSITY.ln();
-        let m = |m: [[f64; 3]; 3]| {
-            let flat: Vec<f32> = m.iter().flatten().map(|&v| v as f32).collect();
-            Tensor::from_slice(&flat).view([3, 3])
-        };
-        let rows = density.flatten(2, 3).transpose(1, 2);
+        let rows = optical_density(&images).flatten(2, 3).transpose(1, 2);
         let round_trip = rows
-            .matmul(&m(inverse(RGB_FROM_HED)))
-            .matmul(&m(RGB_FROM_HED));
+            .matmul(&matrix(inverse(RGB_FROM_HED), Device::Cpu))
+            .matmul(&matrix(RGB_FROM_HED, Device::Cpu));
         let gap = (&round_trip - &rows).abs().max().double_value(&[]);
         assert!(gap < 1e-5, "round trip off by {gap}");
 

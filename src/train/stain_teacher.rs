@@ -15,6 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::cdcl::augment::gaussian_blur;
 use super::label_free::{hematoxylin, otsu_thresholds};
+use crate::morphology;
 
 /// Smoothing of the hematoxylin density before the cut, px at the training resolution.
 pub const TEACHER_SIGMA_PX: f64 = 2.0;
@@ -51,89 +52,21 @@ pub fn stain_targets(images: &Tensor, sigma_px: f64, band: f64) -> TeacherTarget
     }
 }
 
-/// `mask` (B×1×H×W bool, on the CPU) with every background region that does not touch the
-/// crop's border turned to foreground (4-connected background, as `binary_fill_holes`).
+/// `mask` (B×1×H×W bool, on the CPU) with each crop's holes filled.
 fn fill_holes(mask: &Tensor, height: usize, width: usize) -> Tensor {
     let flat = Vec::<bool>::try_from(mask.reshape([-1])).expect("a bool mask");
     let mut out = Vec::with_capacity(flat.len());
     for crop in flat.chunks(height * width) {
-        out.extend(fill_holes_of_one(crop, height, width));
+        let mut crop: Vec<u8> = crop.iter().map(|&f| if f { 255 } else { 0 }).collect();
+        morphology::fill_holes(&mut crop, width, height);
+        out.extend(crop.iter().map(|&v| v != 0));
     }
     Tensor::from_slice(&out).view_as(mask)
-}
-
-fn fill_holes_of_one(mask: &[bool], height: usize, width: usize) -> Vec<bool> {
-    // Background reachable from the border stays background; everything else is foreground.
-    let mut outside = vec![false; mask.len()];
-    let mut stack: Vec<usize> = Vec::new();
-    let visit = |i: usize, stack: &mut Vec<usize>, outside: &mut [bool]| {
-        if !mask[i] && !outside[i] {
-            outside[i] = true;
-            stack.push(i);
-        }
-    };
-    for x in 0..width {
-        visit(x, &mut stack, &mut outside);
-        visit((height - 1) * width + x, &mut stack, &mut outside);
-    }
-    for y in 0..height {
-        visit(y * width, &mut stack, &mut outside);
-        visit(y * width + width - 1, &mut stack, &mut outside);
-    }
-    while let Some(i) = stack.pop() {
-        let (y, x) = (i / width, i % width);
-        if x > 0 {
-            visit(i - 1, &mut stack, &mut outside);
-        }
-        if x + 1 < width {
-            visit(i + 1, &mut stack, &mut outside);
-        }
-        if y > 0 {
-            visit(i - width, &mut stack, &mut outside);
-        }
-        if y + 1 < height {
-            visit(i + width, &mut stack, &mut outside);
-        }
-    }
-    outside.iter().map(|&o| !o).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn grid(rows: &[&str]) -> Vec<bool> {
-        rows.iter()
-            .flat_map(|r| r.chars().map(|c| c == '#'))
-            .collect()
-    }
-
-    #[test]
-    fn holes_are_filled_but_bays_open_to_the_border_are_not() {
-        let mask = grid(&[
-            "......", //
-            ".###..", //
-            ".#.#..", //
-            ".###.#", //
-            ".....#", //
-            "....#.", //
-        ]);
-        let expected = grid(&[
-            "......", //
-            ".###..", //
-            ".###..", //
-            ".###.#", //
-            ".....#", //
-            "....#.", //
-        ]);
-        assert_eq!(fill_holes_of_one(&mask, 6, 6), expected);
-        // A diagonal gap does not connect background (4-connected): the hole is closed.
-        let diagonal = grid(&["###", "#.#", "##."]);
-        assert_eq!(
-            fill_holes_of_one(&diagonal, 3, 3),
-            grid(&["###", "###", "##."])
-        );
-    }
 
     /// A hand-made crop: a dark purple ring (radii 5–11) with a pale centre on pink. The
     /// teacher marks the whole disk (centre filled) and the background, and ignores only
