@@ -201,7 +201,14 @@ fn main() -> anyhow::Result<()> {
     );
     let score = |run: &Path| -> anyhow::Result<Scores> {
         let predictor = Predictor::from_run(run, o.device, None, None)?;
-        let images = score_set(&predictor, &val, None, false, &CancelToken::new())?;
+        let images = score_set(
+            &predictor,
+            &val,
+            None,
+            Default::default(),
+            false,
+            &CancelToken::new(),
+        )?;
         Ok(Scores::mean(images.iter().map(|i| &i.raw)))
     };
     // A finished run leaves result.json; it is reused, anything else is trained afresh.

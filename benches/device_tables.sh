@@ -84,12 +84,12 @@ run_steps() {
         local method=$1 first
         for first in 0 2 4 6 8; do
             OMP_NUM_THREADS=3 timeout -s INT $(($(left) - 40)) $ss -q train --data $data \
-                --method "$method" --device cuda --seed $first --seeds 2 --resume \
+                --mpp 0.25 --method "$method" --device cuda --seed $first --seeds 2 --resume \
                 --out $runs/$method >$runs/$method-$first.log 2>&1 &
         done
         wait
         # Trains nothing when all ten are finished; otherwise stops at once.
-        timeout 30 $ss -q train --data $data --method "$method" --device cuda --seeds 10 \
+        timeout 30 $ss -q train --data $data --mpp 0.25 --method "$method" --device cuda --seeds 10 \
             --resume --out $runs/$method 2>&1 | tail -15
     }
     for step in "$@"; do
@@ -105,7 +105,7 @@ run_steps() {
             "$stage/bin/train_steps" 200
             ;;
         solo)
-            timeout -s INT $(($(left) - 20)) $ss train --data $data --device cuda --seed 0 \
+            timeout -s INT $(($(left) - 20)) $ss train --data $data --mpp 0.25 --device cuda --seed 0 \
                 --resume --out $runs/solo-contrastive 2>&1 | tail -3
             ;;
         contrastive | hematoxylin) table "$step" ;;

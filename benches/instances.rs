@@ -17,7 +17,8 @@
 
 use slidestream::instance_scores::InstanceScores;
 use slidestream::instances::{instance_map_path, label_components, read_instance_map};
-use slidestream::train::label_free::{hematoxylin, hematoxylin_masks, otsu_thresholds};
+use slidestream::stain::{hematoxylin, otsu_thresholds};
+use slidestream::train::label_free::hematoxylin_masks;
 use slidestream::train::LabeledFolder;
 use slidestream::watershed::{
     distance_transform, flood, gaussian_smooth, h_maxima, separate, SeparationParams,

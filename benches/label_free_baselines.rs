@@ -15,7 +15,7 @@
 use slidestream::model::luma;
 use slidestream::morphology::postprocess;
 use slidestream::scores::{Confusion, Scores};
-use slidestream::train::label_free::{hematoxylin, otsu_thresholds};
+use slidestream::stain::{hematoxylin, otsu_thresholds};
 use slidestream::train::stain_teacher::{stain_targets, IGNORE_BAND, TEACHER_SIGMA_PX};
 use slidestream::train::{fit_gray_threshold, Labeled, LabeledFolder};
 use tch::{Device, Tensor};

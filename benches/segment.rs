@@ -21,13 +21,15 @@
 //! Without `--model`, an untrained network with seeded weights is used: the work per
 //! pixel does not depend on the weights.
 
+mod common;
+
+use common::{run_json, slidestream, synthetic_slide};
 use slidestream::model::{
     save_run, Architecture, ConfidenceNet, InputNormalisation, Method, ModelCard,
 };
 use slidestream::segment::{Predictor, SegmentOptions, Window};
 use slidestream::slide::RgbRegion;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 struct Args {
@@ -79,43 +81,6 @@ fn parse_args() -> Args {
     args
 }
 
-fn slidestream() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_slidestream"))
-}
-
-fn run_json(command: &mut Command) -> serde_json::Value {
-    let out = command.output().expect("slidestream starts");
-    assert!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-/// A synthetic slide of `size`², made once and kept in the data folder.
-fn synthetic_slide(data: &Path, size: u64, coverage: f32) -> PathBuf {
-    let path = data.join(format!("synth-{size}-{coverage}.tif"));
-    if !path.exists() {
-        std::fs::create_dir_all(data).unwrap();
-        let started = Instant::now();
-        run_json(
-            slidestream()
-                .args(["-q", "synth", "--json", "--width", &size.to_string()])
-                .args(["--height", &size.to_string(), "--tissue-coverage"])
-                .arg(coverage.to_string())
-                .arg("--out")
-                .arg(&path),
-        );
-        println!(
-            "(made {} in {:.0} s)",
-            path.display(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    path
-}
-
 /// A run directory with a seeded, untrained network.
 fn untrained_run(data: &Path) -> PathBuf {
     let run = data.join("untrained-run");
@@ -138,6 +103,7 @@ fn untrained_run(data: &Path) -> PathBuf {
         selection: None,
         hematoxylin_agreement: Vec::new(),
         width: None,
+        stain_calibration: None,
     };
     save_run(&run, Some(&vs), &card).unwrap();
     run
@@ -169,11 +135,11 @@ fn model_only(run: &Path, device: tch::Device, options: &SegmentOptions, slide: 
         height: options.tile + 2 * reach,
     };
     let windows = vec![window; options.batch];
-    predictor.predict(&tiles, &windows); // warm-up: kernel selection, allocations
+    predictor.predict(&tiles, &windows, 1.0); // warm-up: kernel selection, allocations
     let batches = 4;
     let started = Instant::now();
     for _ in 0..batches {
-        predictor.predict(&tiles, &windows);
+        predictor.predict(&tiles, &windows, 1.0);
     }
     let core_mpx = (batches * options.batch) as f64 * f64::from(options.tile).powi(2) / 1e6;
     core_mpx / started.elapsed().as_secs_f64()

@@ -137,6 +137,7 @@ fn main() -> anyhow::Result<()> {
     let batch = || Batch {
         images: Tensor::rand([config.batch as i64, 3, crop, crop], (Kind::Float, device)),
         masks: None,
+        hematoxylin_cuts: None,
     };
     trainer.step(&batch())?; // warm-up: allocator, kernel selection
     let start = Instant::now();

@@ -31,7 +31,7 @@ for slide in "$out/synthetic.tif" "$real"; do
     "$bin" tissue "$slide" --out "$out/$name.tissue.png"
 done
 
-step "train (short): label-free contrastive learning on tissue crops of both slides"
+step "train (short): label-free self-training on tissue crops of both slides"
 rm -rf "$out/run"
 "$bin" train --data "$out/synthetic.tif" "$real" --epochs 3 --epoch-crops 20 --device auto \
     --out "$out/run"

@@ -274,12 +274,13 @@ mod tests {
             let mut tracker = ComponentTracker::new(
                 w as u32,
                 TrackerOptions {
-                    polygons: false,
-                    max_polygon_area: 0,
+                    pixels: false,
+                    values: false,
+                    max_kept_area: 0,
                     min_area: 0,
                 },
             );
-            tracker.push_rows(&m);
+            tracker.push_rows(&m, None);
             let (stats, components) = tracker.finish();
             assert_eq!(u64::from(count), stats.count);
             let mut theirs: Vec<u64> = components.iter().map(|c| c.area).collect();

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod scores;
 pub mod segment;
 pub mod slide;
+pub mod stain;
 pub mod synth;
 #[cfg(test)]
 mod test_support;

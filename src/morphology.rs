@@ -13,14 +13,17 @@
 //! are built by repeatedly eroding by one pixel on each side, and kept in a small ring of rows,
 //! so one pass touches each input row once and allocates nothing per row.
 
-/// How far (Chebyshev distance, in pixels) the input can influence one pixel of
-/// [`postprocess`].
-///
-/// Each of its 8 erode/dilate passes reads within its disk's radius, which fits in the square
-/// of that half-size: 3+3+3+3 (opening and closing with `disk(3)`) + 1+1+1+1 (with `disk(1)`)
-/// = 16. So the post-processed value of a pixel depends only on the input within 16 px of it:
-/// tiles post-processed with a margin of at least this many pixels on every side that is not
-/// the slide's edge give exactly the same pixels as post-processing the whole slide at once.
+/// The scale the post-processing was tuned at (MoNuSeg's 0.25 µm/px), where its disks have
+/// radii 3 and 1 px.
+pub const POSTPROCESS_TUNED_MPP: f64 = 0.25;
+
+/// Radius of the first opening and closing disk: 3 px at [`POSTPROCESS_TUNED_MPP`].
+pub const LARGE_DISK_UM: f64 = 0.75;
+
+/// Radius of the second opening and closing disk: 1 px at [`POSTPROCESS_TUNED_MPP`].
+pub const SMALL_DISK_UM: f64 = 0.25;
+
+/// [`Postprocess::reach`] at [`POSTPROCESS_TUNED_MPP`]: 3+3+3+3 + 1+1+1+1 = 16 px.
 pub const POSTPROCESS_REACH: u32 = 16;
 
 /// A symmetric, convex structuring element made of one horizontal run per row, such as
@@ -60,13 +63,35 @@ impl Footprint {
 /// The disk of the given radius, exactly `skimage.morphology.disk(radius)`: every offset with
 /// `dx² + dy² <= radius²` (`disk(0)` is the single centre pixel, `disk(1)` the 3×3 cross).
 pub fn disk(radius: usize) -> Footprint {
+    disk_of_half_pixels(2 * radius)
+}
+
+/// The disk of `radius_um` microns on pixels of `mpp` µm: every offset within the radius in
+/// pixels, rounded to the nearest half pixel. Half pixels matter (1.5 px is the 3×3 square,
+/// 1 px the cross), and the rounding absorbs scanners' approximate scales: 0.75 µm is
+/// `disk(3)` at 0.25 and at 0.2527 µm/px alike.
+///
+/// # Panics
+/// If `mpp` or `radius_um` is not positive and finite.
+pub fn disk_in_microns(radius_um: f64, mpp: f64) -> Footprint {
+    assert!(
+        mpp > 0.0 && mpp.is_finite() && radius_um >= 0.0 && radius_um.is_finite(),
+        "disk of {radius_um} µm at {mpp} µm/px"
+    );
+    disk_of_half_pixels((2.0 * radius_um / mpp).round() as usize)
+}
+
+/// Every offset with `dx² + dy² <= (twice_radius / 2)²`.
+fn disk_of_half_pixels(twice_radius: usize) -> Footprint {
     // u128 so that squaring cannot overflow whatever the radius.
-    let r2 = (radius as u128).pow(2);
+    let r2 = (twice_radius as u128).pow(2);
+    let inside = |dx: usize, dy: usize| 4 * ((dx as u128).pow(2) + (dy as u128).pow(2)) <= r2;
+    let radius = twice_radius / 2;
     let mut half = radius;
     // Runs shrink as |dy| grows, so the half-width only ever steps down.
     let upper: Vec<usize> = (0..=radius)
         .map(|dy| {
-            while (half as u128).pow(2) + (dy as u128).pow(2) > r2 {
+            while !inside(half, dy) {
                 half -= 1;
             }
             half
@@ -118,28 +143,75 @@ pub fn close(mask: &[u8], width: usize, height: usize, footprint: &Footprint) ->
     )
 }
 
-/// The nuclei mask post-processing: opening with `disk(3)`, closing with `disk(3)`, opening
-/// with `disk(1)`, then closing with `disk(1)`. See [`POSTPROCESS_REACH`] for tiling.
+/// The nuclei mask post-processing at one scale: opening with the disk of [`LARGE_DISK_UM`],
+/// closing with it, opening with the disk of [`SMALL_DISK_UM`], then closing with it (the
+/// paper's `disk(3)` and `disk(1)` at 0.25 µm/px). The radii are in microns so that a 20×
+/// mask is cleaned like a 40× one: at 0.5 µm/px they are 1.5 px (the 3×3 square) and 0.5 px
+/// (the pixel itself, so the second pair does nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Postprocess {
+    large: Footprint,
+    small: Footprint,
+}
+
+impl Postprocess {
+    /// The disks on pixels of `mpp` µm.
+    ///
+    /// # Panics
+    /// If `mpp` is not positive and finite.
+    pub fn at_mpp(mpp: f64) -> Self {
+        Self {
+            large: disk_in_microns(LARGE_DISK_UM, mpp),
+            small: disk_in_microns(SMALL_DISK_UM, mpp),
+        }
+    }
+
+    /// The two disks' radii in pixels (rounded down to whole rows).
+    pub fn radii_px(&self) -> [usize; 2] {
+        [self.large.radius(), self.small.radius()]
+    }
+
+    /// How far (Chebyshev distance, in pixels) the input can influence one output pixel.
+    ///
+    /// Each of the 8 erode/dilate passes reads within its disk's radius, which fits in the
+    /// square of that half-size: 4 × large + 4 × small (16 px at 0.25 µm/px). So tiles
+    /// post-processed with a margin of at least this many pixels on every side that is not
+    /// the slide's edge give exactly the same pixels as post-processing the whole slide.
+    pub fn reach(&self) -> u32 {
+        4 * (self.large.radius() + self.small.radius()) as u32
+    }
+
+    /// The cleaned mask (0/1).
+    ///
+    /// # Panics
+    /// If `mask.len()` is not `width * height`.
+    pub fn apply(&self, mask: &[u8], width: usize, height: usize) -> Vec<u8> {
+        let (big, small) = (&self.large, &self.small);
+        run(
+            mask,
+            width,
+            height,
+            &[
+                (Op::Erode, big),
+                (Op::Dilate, big),
+                (Op::Dilate, big),
+                (Op::Erode, big),
+                (Op::Erode, small),
+                (Op::Dilate, small),
+                (Op::Dilate, small),
+                (Op::Erode, small),
+            ],
+        )
+    }
+}
+
+/// [`Postprocess`] at [`POSTPROCESS_TUNED_MPP`]: opening and closing with `disk(3)`, then
+/// with `disk(1)`.
 ///
 /// # Panics
 /// If `mask.len()` is not `width * height`.
 pub fn postprocess(mask: &[u8], width: usize, height: usize) -> Vec<u8> {
-    let (big, small) = (disk(3), disk(1));
-    run(
-        mask,
-        width,
-        height,
-        &[
-            (Op::Erode, &big),
-            (Op::Dilate, &big),
-            (Op::Dilate, &big),
-            (Op::Erode, &big),
-            (Op::Erode, &small),
-            (Op::Dilate, &small),
-            (Op::Dilate, &small),
-            (Op::Erode, &small),
-        ],
-    )
+    Postprocess::at_mpp(POSTPROCESS_TUNED_MPP).apply(mask, width, height)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -751,6 +823,40 @@ mod tests {
         // And dilation does not grow foreground in from outside.
         assert_eq!(dilate(&[0; 9], 3, 3, &cross), [0; 9]);
         assert_eq!(erode(&[7; 9], 3, 3, &disk(5)), [1; 9]);
+    }
+
+    #[test]
+    fn radii_in_microns_convert_at_40x_and_20x() {
+        let at_40x = Postprocess::at_mpp(0.25);
+        assert_eq!(
+            at_40x,
+            Postprocess {
+                large: disk(3),
+                small: disk(1)
+            }
+        );
+        assert_eq!(at_40x.reach(), POSTPROCESS_REACH);
+        // A scanner's 0.2527 µm/px is 40× too.
+        assert_eq!(Postprocess::at_mpp(0.2527), at_40x);
+        // 0.75 µm at 0.5 µm/px is 1.5 px: the 3×3 square; 0.25 µm is half a pixel: itself.
+        let at_20x = Postprocess::at_mpp(0.5);
+        assert_eq!(at_20x.large.half_widths(), &[1, 1, 1]);
+        assert_eq!(at_20x.small, disk(0));
+        assert_eq!(at_20x.radii_px(), [1, 0]);
+        assert_eq!(at_20x.reach(), 4);
+        assert_eq!(Postprocess::at_mpp(0.499), at_20x);
+        // The same physical object is kept or erased at both scales: a 1 µm wide bar
+        // (4 px at 40×, 2 px at 20×) is narrower than the 1.5 µm opening, a 2 µm one is not.
+        for (width_um, survives) in [(1.0, false), (2.0, true)] {
+            for mpp in [0.25, 0.5] {
+                let (side, bar) = (40, (width_um / mpp) as usize);
+                let mask: Vec<u8> = (0..side * side)
+                    .map(|i| u8::from((10..10 + bar).contains(&(i % side))))
+                    .collect();
+                let kept = Postprocess::at_mpp(mpp).apply(&mask, side, side);
+                assert_eq!(kept.contains(&1), survives, "{width_um} µm at {mpp} µm/px");
+            }
+        }
     }
 
     #[test]

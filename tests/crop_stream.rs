@@ -20,12 +20,62 @@ fn make_slide(dir: &Path, name: &str, coverage: f32, seed: u64) -> PathBuf {
     synth::run(&args, false, &CancelToken::new()).unwrap().slide
 }
 
+/// With `measure_stain`, every crop carries its slide's hematoxylin cut: one value per
+/// slide, the one `segment` calibrates that slide by; without it, none is measured.
+#[test]
+fn crops_carry_their_slides_stain_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pale = make_slide(dir.path(), "a.tif", 0.5, 4);
+    let other = make_slide(dir.path(), "b.tif", 0.5, 5);
+    let sampler = Arc::new(CropSampler::new(&[pale.clone(), other], 300, 0.5, None).unwrap());
+    let crops = |measure_stain| {
+        let config = CropStreamConfig {
+            workers: 2,
+            seed: 3,
+            measure_stain,
+            ..CropStreamConfig::default()
+        };
+        let mut stream = CropStream::start(Arc::clone(&sampler), 16, &config, &CancelToken::new());
+        let crops = stream.next_batch(16).unwrap();
+        stream.finish().unwrap();
+        crops
+    };
+    assert!(crops(false).iter().all(|c| c.hematoxylin_cut.is_none()));
+    let measured = crops(true);
+    let slide = slidestream::slide::open(&pale).unwrap();
+    let (tissue, _) = slidestream::slide::tissue::detect_slide_tissue(
+        slide.as_ref(),
+        &slidestream::slide::tissue::TissueParams::default(),
+    )
+    .unwrap();
+    let geometry = slidestream::segment::Geometry::native(slide.as_ref(), 0).unwrap();
+    let expected = slidestream::segment::calibration::slide_hematoxylin_cut(
+        slide.as_ref(),
+        &geometry,
+        &tissue,
+    )
+    .unwrap();
+    assert!(expected > 0.0);
+    for slide_index in [0, 1] {
+        let cuts: Vec<f64> = measured
+            .iter()
+            .filter(|c| c.request.slide == slide_index)
+            .map(|c| c.hematoxylin_cut.unwrap())
+            .collect();
+        assert!(!cuts.is_empty(), "slide {slide_index} was never drawn");
+        assert!(cuts.iter().all(|&c| c == cuts[0]), "{cuts:?}");
+        if slide_index == 0 {
+            assert_eq!(cuts[0], expected);
+        }
+    }
+}
+
 #[test]
 fn slides_are_drawn_in_proportion_to_their_tissue_area() {
     let dir = tempfile::tempdir().unwrap();
     let sparse = make_slide(dir.path(), "sparse.tif", 0.25, 1);
     let dense = make_slide(dir.path(), "dense.tif", 0.75, 2);
-    let sampler = CropSampler::new(&[sparse, dense], 300, 0.5).unwrap();
+    let sampler = CropSampler::new(&[sparse, dense], 300, 0.5, None).unwrap();
     let areas: Vec<f64> = sampler.usage.iter().map(|u| u.tissue_pixels).collect();
     assert!(areas[1] > 2.0 * areas[0], "{areas:?}");
     let expected_dense = areas[1] / (areas[0] + areas[1]);
@@ -47,7 +97,7 @@ fn slides_are_drawn_in_proportion_to_their_tissue_area() {
 fn crops_cover_tissue_and_are_deterministic_whatever_the_worker_count() {
     let dir = tempfile::tempdir().unwrap();
     let path = make_slide(dir.path(), "slide.tif", 0.5, 3);
-    let sampler = Arc::new(CropSampler::new(&[path], 300, 0.5).unwrap());
+    let sampler = Arc::new(CropSampler::new(&[path], 300, 0.5, None).unwrap());
     let run = |workers| {
         let config = CropStreamConfig {
             workers,
@@ -104,7 +154,7 @@ fn unusable_slides_are_skipped_and_reported() {
     let glass = make_slide(dir.path(), "glass.tif", 0.0, 5);
     let text = dir.path().join("notes.svs");
     std::fs::write(&text, "not a slide").unwrap();
-    let sampler = CropSampler::new(&[text.clone(), glass.clone(), good], 300, 0.5).unwrap();
+    let sampler = CropSampler::new(&[text.clone(), glass.clone(), good], 300, 0.5, None).unwrap();
     let skipped: Vec<_> = sampler
         .usage
         .iter()
@@ -114,7 +164,7 @@ fn unusable_slides_are_skipped_and_reported() {
     assert!(skipped[0].1.contains("notes.svs"));
     assert_eq!(skipped[1].1, "no tissue found");
 
-    let none = CropSampler::new(&[text, glass], 300, 0.5)
+    let none = CropSampler::new(&[text, glass], 300, 0.5, None)
         .err()
         .expect("nothing usable");
     assert!(matches!(none, CropStreamError::NoUsableSlide(_)));
@@ -126,7 +176,7 @@ fn a_stream_that_cannot_draw_a_crop_says_why_not_just_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let path = make_slide(dir.path(), "slide.tif", 0.5, 6);
     // A crop wider than the slide can never be all tissue.
-    let sampler = Arc::new(CropSampler::new(&[path], 2100, 1.0).unwrap());
+    let sampler = Arc::new(CropSampler::new(&[path], 2100, 1.0, None).unwrap());
     let mut stream = CropStream::start(
         sampler,
         4,
@@ -140,4 +190,54 @@ fn a_stream_that_cannot_draw_a_crop_says_why_not_just_cancelled() {
         "{text}"
     );
     assert!(text.contains("lower --min-tissue"), "{text}");
+}
+
+/// Every slide is read at the scale the model learns at: a 0.25 µm/px slide streamed at 0.5
+/// gives crops that cover twice the tissue, from half-size model coordinates.
+#[test]
+fn slides_are_read_at_the_scale_the_model_learns_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = make_slide(dir.path(), "slide.tif", 0.75, 4);
+    let native = CropSampler::new(std::slice::from_ref(&path), 100, 0.5, None).unwrap();
+    assert_eq!(native.mpp(), 0.25, "the slide's own scale by default");
+    let coarse = CropSampler::new(&[path], 100, 0.5, Some(0.5)).unwrap();
+    assert_eq!(coarse.mpp(), 0.5);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+    let mut rejected = 0;
+    let (mut widest_native, mut widest_coarse) = (0, 0);
+    for _ in 0..200 {
+        widest_native = widest_native.max(native.draw(&mut rng, &mut rejected).unwrap().x);
+        let request = coarse.draw(&mut rng, &mut rejected).unwrap();
+        widest_coarse = widest_coarse.max(request.x);
+        // At 0.5 µm/px the 2048 px wide slide is 1024 model pixels wide.
+        assert!(request.x + 100 <= 1024 + 50, "{request:?}");
+        let crop = coarse.read(request).unwrap();
+        assert_eq!((crop.width, crop.height), (100, 100));
+    }
+    assert!(
+        widest_native > 1100 && widest_coarse > 700,
+        "{widest_native} {widest_coarse}"
+    );
+}
+
+/// Without any slide's scale and without --mpp the model's scale is unknown: refused.
+#[test]
+fn slides_of_unknown_scale_need_mpp() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("tissue.png");
+    let pixels: Vec<u8> = (0..400 * 300)
+        .flat_map(|i| {
+            if (i % 400) < 300 {
+                [200, 80, 160]
+            } else {
+                [250, 250, 250]
+            }
+        })
+        .collect();
+    image::save_buffer(&png, &pixels, 400, 300, image::ExtendedColorType::Rgb8).unwrap();
+    let refused = CropSampler::new(std::slice::from_ref(&png), 100, 0.5, None);
+    let message = refused.err().expect("no scale").to_string();
+    assert!(message.contains("train --mpp"), "{message}");
+    let given = CropSampler::new(&[png], 100, 0.5, Some(0.25)).unwrap();
+    assert_eq!(given.mpp(), 0.25);
 }

@@ -79,6 +79,8 @@ fn threshold_run(data: &Path, out: &Path) {
             "threshold",
             "--device",
             "cpu",
+            "--mpp",
+            "0.25",
             "--data",
         ])
         .arg(data)
@@ -276,4 +278,38 @@ fn folders_without_instances_report_none() {
     assert!(report["mean_instances_raw"].is_null());
     assert!(report["mean_instances_postprocessed"].is_null());
     assert!(report["images"][0]["instances_raw"].is_null());
+}
+
+/// `eval` runs a model at its training scale: images declared 20× (`--mpp 0.5`) are
+/// resampled to the run's 0.25 µm/px and scored at their own pixels; `--target-mpp native`
+/// keeps their pixels.
+#[test]
+fn images_of_another_scale_are_resampled_to_the_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_image(&data, "a", &[(30.0, 30.0, 12.0)], None);
+    let run = dir.path().join("run");
+    threshold_run(&data, &run);
+    let at_20x = json_output(eval(&run, &data).args(["--json", "--mpp", "0.5"]));
+    let image = &at_20x["images"][0];
+    assert_eq!(
+        (image["resampled"].as_bool(), image["model_mpp"].as_f64()),
+        (Some(true), Some(0.25))
+    );
+    assert!(at_20x["scale"]
+        .as_str()
+        .unwrap()
+        .contains("1 of 1 images resampled"));
+    // The round trip blends the disk's rim with the background, and the fitted cut sits
+    // just past the nucleus colour: part of the rim is lost, nothing is added.
+    let raw = &at_20x["mean_raw"];
+    let (dice, precision) = (raw["dice"].as_f64().unwrap(), raw["precision"].as_f64());
+    assert!(dice > 0.9 && precision == Some(1.0), "{raw}");
+    let native =
+        json_output(eval(&run, &data).args(["--json", "--mpp", "0.5", "--target-mpp", "native"]));
+    let image = &native["images"][0];
+    assert_eq!(
+        (image["resampled"].as_bool(), image["model_mpp"].as_f64()),
+        (Some(false), Some(0.5))
+    );
 }

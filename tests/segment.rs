@@ -7,12 +7,14 @@ use common::{binary, interrupt_after_log, json_output, synthetic_png};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use slidestream::model::{
-    save_run, Architecture, ConfidenceNet, InputNormalisation, Method, ModelCard, UNet,
+    save_run, Architecture, ConfidenceNet, InputNormalisation, Method, ModelCard, StainCalibration,
+    UNet,
 };
 use slidestream::pipeline::{CancelToken, PipelineError};
 use slidestream::segment::{
-    segment_slide, sidecar_path, Geometry, Predictor, SegmentError, SegmentOptions,
+    segment_slide, sidecar_path, Geometry, Predictor, SegmentError, SegmentOptions, TargetScale,
 };
+use slidestream::stain::{calibrate_to, hematoxylin_cut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tch::nn;
@@ -61,6 +63,17 @@ fn seed_weights(vs: &nn::VarStore, seed: u64, scale: f32) {
 /// about half the pixels are foreground and many sit near the decision boundary: the
 /// hardest case for exact seams.
 fn median_split_model(dir: &Path, image: &Path, net: Net) -> PathBuf {
+    calibrated_median_split_model(dir, image, net, None)
+}
+
+/// [`median_split_model`] trained with `stain_calibration`: the median is taken over the
+/// calibrated image's confidences, as `segment` will compute them.
+fn calibrated_median_split_model(
+    dir: &Path,
+    image: &Path,
+    net: Net,
+    stain_calibration: Option<StainCalibration>,
+) -> PathBuf {
     let vs = nn::VarStore::new(Device::Cpu);
     let rgb = image::open(image).unwrap().to_rgb8();
     let (w, h) = rgb.dimensions();
@@ -69,6 +82,10 @@ fn median_split_model(dir: &Path, image: &Path, net: Net) -> PathBuf {
         .permute([0, 3, 1, 2])
         .to_kind(Kind::Float)
         / 255.0;
+    let input = match stain_calibration {
+        Some(c) => calibrate_to(&input, None, c.hematoxylin_cut),
+        None => input,
+    };
     let (confidence, architecture, input_normalisation, width) = match net {
         Net::Confidence => {
             let net = ConfidenceNet::new(&vs.root(), 2, 0.05);
@@ -107,6 +124,7 @@ fn median_split_model(dir: &Path, image: &Path, net: Net) -> PathBuf {
         selection: None,
         hematoxylin_agreement: Vec::new(),
         width,
+        stain_calibration,
     };
     save_run(&run, Some(&vs), &card).unwrap();
     run
@@ -181,6 +199,66 @@ fn tiled_masks_equal_the_whole_image_mask_bit_for_bit() {
     }
 }
 
+/// A model trained with stain calibration gets each slide calibrated by one gamma, the
+/// slide's own (here the whole image's, as `eval` and training measure an image), so tiles
+/// stay seam-free; the summary reports it, and it changes the mask.
+#[test]
+fn stain_calibrated_models_calibrate_the_slide_once_and_stay_seam_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = synthetic_png(dir.path(), 600, 520, 7);
+    let rgb = image::open(&image).unwrap().to_rgb8();
+    let pixels = Tensor::from_slice(rgb.as_raw())
+        .view([1, 520, 600, 3])
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        / 255.0;
+    let cut = hematoxylin_cut(&pixels);
+    assert!(cut > 0.0, "synthetic H&E has hematoxylin: {cut}");
+    let calibration = StainCalibration {
+        hematoxylin_cut: 1.6 * cut,
+    };
+    let run = calibrated_median_split_model(dir.path(), &image, Net::Confidence, Some(calibration));
+    let predictor = Arc::new(Predictor::from_run(&run, Device::Cpu, None, None).unwrap());
+    let masks: Vec<Vec<u8>> = [600, 128, 256]
+        .into_iter()
+        .map(|tile| {
+            let out = dir.path().join(format!("calibrated-{tile}.tif"));
+            let summary = segment(&image, &predictor, &out, &options(tile, 2)).unwrap();
+            let gamma = summary
+                .model
+                .stain_gamma
+                .expect("a calibrated model reports its gamma");
+            assert!((gamma - 1.6).abs() < 1e-6, "tile {tile}: gamma {gamma}");
+            read_mask(&out).2
+        })
+        .collect();
+    assert!(
+        masks.iter().all(|m| m == &masks[0]),
+        "tiled masks differ from the whole one"
+    );
+
+    // The same weights and threshold without calibration give another mask.
+    let card_path = run.join("model.json");
+    let mut card: ModelCard =
+        serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+    card.stain_calibration = None;
+    std::fs::write(&card_path, serde_json::to_string(&card).unwrap()).unwrap();
+    let plain = Arc::new(Predictor::from_run(&run, Device::Cpu, None, None).unwrap());
+    let out = dir.path().join("plain.tif");
+    let summary = segment(&image, &plain, &out, &options(600, 1)).unwrap();
+    assert_eq!(summary.model.stain_gamma, None);
+    let differing = read_mask(&out)
+        .2
+        .iter()
+        .zip(&masks[0])
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        differing > 1000,
+        "calibration changed only {differing} pixels"
+    );
+}
+
 #[test]
 fn raw_tiles_are_seam_free_too() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,7 +272,7 @@ fn raw_tiles_are_seam_free_too() {
     let (a, b) = (dir.path().join("a.tif"), dir.path().join("b.tif"));
     let whole = segment(&image, &predictor, &a, &raw(300)).unwrap();
     segment(&image, &predictor, &b, &raw(64)).unwrap();
-    assert_eq!(whole.settings.halo, slidestream::model::RECEPTIVE_RADIUS);
+    assert_eq!(whole.scale.halo_px, slidestream::model::RECEPTIVE_RADIUS);
     assert_eq!(read_mask(&a).2, read_mask(&b).2);
 }
 
@@ -215,7 +293,7 @@ fn unet_masks_are_seam_free_on_aligned_tiles() {
     };
     let whole = segment(&image, &predictor, &whole_path, &raw(520)).unwrap();
     assert_eq!(
-        whole.settings.halo, 64,
+        whole.scale.halo_px, 64,
         "a 58 px radius, rounded up to a multiple of 8"
     );
     segment(&image, &predictor, &tiled_path, &raw(96)).unwrap();
@@ -320,9 +398,14 @@ fn the_mask_opens_in_openslide_with_every_level_and_the_slide_mpp() {
     );
     assert_eq!(features.len() as u64, count);
 
-    // The count is the number of 8-connected components of the mask as written.
+    // The components are the 8-connected components of the mask as written; the nuclei
+    // are those split by the watershed (tests/segment_nuclei.rs).
     let (w, h, pixels) = read_mask(&out);
-    assert_eq!(count, count_components(&pixels, w as usize, h as usize));
+    let components = summary["nuclei"]["components"]["count"].as_u64().unwrap();
+    assert_eq!(
+        components,
+        count_components(&pixels, w as usize, h as usize)
+    );
     let leftovers: Vec<_> = std::fs::read_dir(out.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -413,6 +496,54 @@ fn target_mpp_resamples_for_the_model_and_keeps_the_slide_geometry() {
     );
 }
 
+/// Resampling maps every model pixel through one global affine map, and the post-processing
+/// (at the model's scale) reaches no further than the halo, so masks resampled down (0.5
+/// µm/px, a 20× model on this 40× slide) or up (0.2) are seam-free as well.
+#[test]
+fn resampled_tiled_masks_equal_the_whole_mask_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let slide_path = common::synth_slide(&dir.path().join("slides"), "s", 690, 4);
+    let predictor = Arc::new(Predictor::threshold_baseline(0.45).unwrap());
+    let slide = slidestream::slide::open(&slide_path).unwrap();
+    for target in [0.5, 0.2] {
+        let geometry = Geometry::resampled(slide.as_ref(), 0, target).unwrap();
+        let run = |tile: u32, name: &str| {
+            let out = dir.path().join(name);
+            let options = SegmentOptions {
+                target: TargetScale::Microns(target),
+                ..options(tile, 2)
+            };
+            let summary = segment_slide(
+                Arc::clone(&slide),
+                &geometry,
+                Arc::clone(&predictor),
+                &out,
+                &options,
+                &CancelToken::new(),
+            )
+            .unwrap();
+            (summary, read_mask(&out))
+        };
+        let (summary, whole) = run(2048, &format!("whole-{target}.tif"));
+        assert!(summary.scale.resampled && summary.scale.model_mpp == target);
+        assert_eq!(
+            (whole.0, whole.1),
+            (690, 460),
+            "the mask keeps the slide's size"
+        );
+        let fraction = whole.2.iter().filter(|&&v| v == 255).count() as f64 / whole.2.len() as f64;
+        assert!(
+            (0.01..0.9).contains(&fraction),
+            "degenerate mask: {fraction}"
+        );
+        for tile in [128, 100] {
+            let (_, tiled) = run(tile, &format!("tiled-{target}-{tile}.tif"));
+            let differing = whole.2.iter().zip(&tiled.2).filter(|(a, b)| a != b).count();
+            assert_eq!(differing, 0, "{target} µm/px, tile {tile}: pixels differ");
+        }
+    }
+}
+
 #[test]
 fn a_cancelled_run_leaves_no_file_under_any_final_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -494,6 +625,20 @@ fn bad_models_and_channels_are_clear_errors() {
         stderr.contains("--channel 5") && stderr.contains("2 channel"),
         "{stderr}"
     );
+
+    let card_path = run.join("model.json");
+    let card = std::fs::read_to_string(&card_path).unwrap();
+    let mut bad_card: serde_json::Value = serde_json::from_str(&card).unwrap();
+    bad_card["stain_calibration"] = serde_json::json!({ "hematoxylin_cut": -1.0 });
+    std::fs::write(&card_path, bad_card.to_string()).unwrap();
+    let bad_calibration = segment_with(&[], &run);
+    assert_eq!(bad_calibration.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad_calibration.stderr);
+    assert!(
+        stderr.contains("stain_calibration") && stderr.contains("model.json"),
+        "{stderr}"
+    );
+    std::fs::write(&card_path, card).unwrap();
 
     std::fs::write(run.join("model.safetensors"), b"not a safetensors file").unwrap();
     let broken = segment_with(&[], &run);

@@ -10,7 +10,9 @@ use std::path::Path;
 
 /// Tiny, fast settings: 64 px sub-images and crops, a width-4 UNet, 2 epochs of 3 steps with
 /// the unlabeled branch on from the start.
-const QUICK: [&str; 20] = [
+const QUICK: [&str; 22] = [
+    "--mpp",
+    "0.25",
     "--tile",
     "64",
     "--crop",
@@ -100,6 +102,7 @@ fn cdcl_writes_a_run_dir_that_eval_and_segment_use_unchanged() {
             .arg(&data),
     );
     let recorded = card["val_dice"][1].as_f64().unwrap();
+    assert_eq!(card["train_mpp"], 0.25, "--mpp is recorded");
     let raw = report["mean_raw"]["dice"].as_f64().unwrap();
     assert!(
         (raw - recorded).abs() < 1e-5,
@@ -127,7 +130,7 @@ fn cdcl_writes_a_run_dir_that_eval_and_segment_use_unchanged() {
     );
     assert!(mask.exists());
     assert_eq!(
-        summary["settings"]["halo"], 80,
+        summary["scale"]["halo_px"], 80,
         "58 px receptive radius + 16 px reach, rounded up to 8"
     );
 }

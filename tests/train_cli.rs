@@ -5,8 +5,8 @@ mod common;
 use common::{binary, interrupt_after_log, labeled_folder};
 use std::path::Path;
 
-/// Small, fast settings: tiny crops and patches, two steps.
-const QUICK: [&str; 14] = [
+/// Small, fast settings for the contrastive method: tiny crops and patches, two steps.
+const QUICK: [&str; 18] = [
     "--crop",
     "96",
     "--patch-size",
@@ -21,13 +21,34 @@ const QUICK: [&str; 14] = [
     "2",
     "--device",
     "cpu",
+    // The synthetic images record no scale; they are drawn at 0.25 µm/px.
+    "--mpp",
+    "0.25",
+    "--method",
+    "contrastive",
 ];
 
-/// `slidestream train` with the quick settings on `data`, into `out`, plus `extra` flags.
+/// QUICK without the flags (and their values) named in `flags`.
+fn quick_without(flags: &[&str]) -> Vec<&'static str> {
+    QUICK
+        .chunks(2)
+        .filter(|pair| !flags.contains(&pair[0]))
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// `slidestream train` with the quick settings on `data`, into `out`, plus `extra` flags
+/// (which may choose another `--method`).
 fn run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let quick = if extra.contains(&"--method") {
+        quick_without(&["--method"])
+    } else {
+        QUICK.to_vec()
+    };
     binary()
         .args(["-q", "train"])
-        .args(QUICK)
+        .args(quick)
         .args(extra)
         .arg("--data")
         .arg(data)
@@ -60,10 +81,52 @@ fn folder_training_writes_a_complete_run_dir() {
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
     assert_eq!(card["channels"], 4);
     assert_eq!(card["val_dice"].as_array().unwrap().len(), 4);
+    assert_eq!(card["train_mpp"], 0.25);
     // A second run into the same folder refuses to overwrite the model.
     let again = run(dir.path(), &out, &[]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a trained model"));
+}
+
+/// Without `--method`, `train` runs the label-free self-training method, which calibrates
+/// the stain and keeps its last epoch.
+#[test]
+fn the_default_method_is_self_training() {
+    let dir = tempfile::tempdir().unwrap();
+    labeled_folder(dir.path(), 160, 0);
+    let out = dir.path().join("run");
+    let result = binary()
+        .args([
+            "-q",
+            "train",
+            "--crop",
+            "96",
+            "--batch",
+            "2",
+            "--max-steps",
+            "2",
+        ])
+        .args(["--mpp", "0.25", "--device", "cpu", "--data"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(card["method"], "self-training");
+    assert_eq!(card["selection"], "last-epoch");
+    assert!(
+        card["stain_calibration"]["hematoxylin_cut"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
 }
 
 #[test]
@@ -228,6 +291,35 @@ fn no_usable_slide_is_a_bad_input() {
     );
 }
 
+/// A model must know the scale it learns at: an image folder whose images record none is
+/// refused without --mpp, naming the folder and MoNuSeg's scale, before --out is created.
+#[test]
+fn an_image_folder_without_a_scale_needs_mpp() {
+    let dir = tempfile::tempdir().unwrap();
+    labeled_folder(dir.path(), 160, 0);
+    let out = dir.path().join("run");
+    let without = quick_without(&["--mpp", "--method"]);
+    for method in ["threshold", "contrastive"] {
+        let result = binary()
+            .args(["-q", "train", "--method", method])
+            .args(&without)
+            .arg("--data")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{method}: {stderr}");
+        assert!(
+            stderr.contains("images: the images record no scale"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("--mpp (MoNuSeg is 0.25 µm/px"), "{stderr}");
+        assert!(!out.exists());
+    }
+}
+
 #[test]
 fn settings_no_run_can_use_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -263,7 +355,8 @@ fn settings_no_run_can_use_are_refused_before_anything_is_written() {
     ];
     for (flags, message) in cases {
         let result = binary()
-            .args(["-q", "train", "--device", "cpu", "--data"])
+            .args(["-q", "train", "--method", "contrastive", "--device", "cpu"])
+            .args(["--mpp", "0.25", "--data"])
             .arg(dir.path())
             .arg("--out")
             .arg(&out)
@@ -288,7 +381,9 @@ fn ctrl_c_stops_training_and_keeps_the_best_checkpoint() {
         binary()
             .args(["--log-format", "json", "train"])
             .args(&QUICK[..8]) // tiny crops and batches, but no step limit
-            .args(["--epochs", "100000", "--device", "cpu", "--data"])
+            .args([
+                "--epochs", "100000", "--device", "cpu", "--mpp", "0.25", "--data",
+            ])
             .arg(dir.path())
             .arg("--out")
             .arg(&out),

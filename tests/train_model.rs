@@ -28,6 +28,7 @@ fn card(channels: usize, channel: usize) -> ModelCard {
         selection: None,
         hematoxylin_agreement: Vec::new(),
         width: None,
+        stain_calibration: None,
     }
 }
 

@@ -7,10 +7,14 @@ use std::path::Path;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use slidestream::model::{load_run, Architecture, LoadedModel, Method, Selection};
+use slidestream::scores::Confusion;
+use slidestream::segment::{Predictor, Window};
+use slidestream::slide::RgbRegion;
+use slidestream::stain::hematoxylin_cut_of_regions;
 use slidestream::train::{
     finished_mark, finished_runs, percentile, read_metrics, seed_dir, train, train_seeds, Batch,
     CropSource, FolderImage, LabelFreeRule, LabeledFolder, LabeledSet, Progress, SeedRun,
-    StepOutcome, TrainConfig, Trainer,
+    StepOutcome, TrainConfig, Trainer, STAIN_CALIBRATION,
 };
 use tch::{Device, Kind};
 
@@ -398,15 +402,7 @@ fn supervised_baseline_fits_masks() {
 fn without_masks(labeled: &LabeledFolder) -> LabeledFolder {
     LabeledFolder::from_items(
         Path::new("unlabeled"),
-        labeled
-            .items()
-            .iter()
-            .map(|item| FolderImage {
-                path: item.path.clone(),
-                image: item.image.shallow_clone(),
-                mask: None,
-            })
-            .collect(),
+        labeled.items().iter().map(FolderImage::unlabeled).collect(),
     )
 }
 
@@ -452,6 +448,41 @@ fn self_training_learns_nuclei_and_keeps_the_last_epoch() {
     assert_eq!(card.epoch, Some(59));
     assert_eq!(card.selection, Some(Selection::LastEpoch));
     assert_eq!(card.val_dice, last.val_dice);
+    assert_eq!(card.stain_calibration, Some(STAIN_CALIBRATION));
+    // `segment` and `eval` calibrate each image by its own stain, as validation did: the
+    // saved model scores the same Dice through the predictor.
+    let predictor = Predictor::from_run(dir.path(), Device::Cpu, None, None).unwrap();
+    let dice: Vec<f64> = val
+        .items
+        .iter()
+        .map(|item| {
+            let size = item.image.size();
+            let (width, height) = (size[2] as u32, size[1] as u32);
+            let image = RgbRegion {
+                width,
+                height,
+                pixels: Vec::<u8>::try_from(item.image.permute([1, 2, 0]).contiguous().view([-1]))
+                    .unwrap(),
+            };
+            let gamma =
+                predictor.stain_gamma(hematoxylin_cut_of_regions(std::slice::from_ref(&image)));
+            let whole = Window {
+                x: 0,
+                y: 0,
+                width,
+                height,
+            };
+            let predicted = predictor.predict(&[&image], &[whole], gamma).remove(0);
+            let truth = Vec::<u8>::try_from(item.mask.to_kind(Kind::Uint8).view([-1])).unwrap();
+            Confusion::of(&predicted, &truth).scores().dice
+        })
+        .collect();
+    let mean_dice = dice.iter().sum::<f64>() / dice.len() as f64;
+    assert!(
+        (mean_dice - last.val_dice[0]).abs() < 1e-4,
+        "{mean_dice} vs {:?}",
+        last.val_dice
+    );
     let choice = summary.label_free.unwrap();
     assert_eq!(
         (choice.epoch, choice.val_dice),

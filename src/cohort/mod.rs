@@ -26,8 +26,8 @@ pub use inputs::{Entry, Shard};
 pub use report::{CohortReport, Counts, SlideRow, Status};
 
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
+use crate::segment::{plan_geometry, Geometry, Settings};
 use crate::segment::{segment_slide, sidecar_path, Predictor, SegmentError, SegmentOptions};
-use crate::segment::{Geometry, Settings};
 use crate::slide::{open_with, OpenOptions, Slide};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -161,35 +161,35 @@ pub struct Segmenter {
     pub predictor: Arc<Predictor>,
     pub options: SegmentOptions,
     pub open: OpenOptions,
-    /// Output level (native) or level with resampling to `options.target_mpp`.
+    /// Output level; the model runs at `options.target`.
     pub level: usize,
 }
 
 impl Segmenter {
     /// The `settings` a complete `NAME.json` of this run records.
     pub fn settings(&self) -> Settings {
-        let reach = if self.options.postprocess {
-            crate::morphology::POSTPROCESS_REACH
-        } else {
-            0
-        };
         Settings {
             tile: self.options.tile,
-            halo: self.predictor.halo(reach),
             batch: self.options.batch,
             postprocess: self.options.postprocess,
             all_tiles: self.options.all_tiles,
-            min_nucleus_area: self.options.min_nucleus_area,
+            min_nucleus_area_um2: self.options.min_nucleus_area_um2,
             level: self.level,
-            target_mpp: self.options.target_mpp,
+            target_mpp: self.options.target,
+            mpp: self.options.mpp,
+            separate: self.options.separate,
+            measure: self.options.measure,
         }
     }
 
     fn geometry(&self, slide: &dyn Slide) -> Result<Geometry, SegmentError> {
-        match self.options.target_mpp {
-            None => Ok(Geometry::native(slide, self.level)?),
-            Some(m) => Geometry::resampled(slide, self.level, m),
-        }
+        plan_geometry(
+            slide,
+            self.level,
+            self.options.target,
+            self.options.mpp,
+            self.predictor.card().train_mpp,
+        )
     }
 }
 

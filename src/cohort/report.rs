@@ -2,7 +2,7 @@
 //! from: `NAME.json` (complete) and `NAME.error.json` (failed).
 
 use super::{CohortError, Entry, Layout, Segmenter, Shard};
-use crate::segment::{peak_rss_mb, sidecar_path, SegmentSummary, Settings};
+use crate::segment::{peak_rss_mb, sidecar_path, LengthUnit, SegmentSummary, Settings};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -51,6 +51,10 @@ pub struct SlideRow {
     pub mask: Option<PathBuf>,
     pub tiles: Option<usize>,
     pub nuclei: Option<u64>,
+    /// Nuclei per mm² of detected tissue (needs the slide's microns per pixel).
+    pub nuclei_per_mm2: Option<f64>,
+    /// Median nucleus area in µm² (needs the slide's microns per pixel).
+    pub median_area_um2: Option<f64>,
     /// Nuclei area over detected tissue area.
     pub area_fraction: Option<f64>,
     /// Wall-clock seconds the slide took (this run, or the run that made it).
@@ -72,6 +76,8 @@ impl SlideRow {
             mask: None,
             tiles: None,
             nuclei: None,
+            nuclei_per_mm2: None,
+            median_area_um2: None,
             area_fraction: None,
             seconds: None,
             mpx: None,
@@ -84,6 +90,8 @@ impl SlideRow {
             mask: Some(summary.mask.clone()),
             tiles: Some(summary.tiles.total),
             nuclei: Some(summary.nuclei.count),
+            nuclei_per_mm2: summary.nuclei.per_mm2_of_tissue,
+            median_area_um2: in_microns(summary.nuclei.unit, summary.nuclei.median_area),
             area_fraction: Some(summary.nuclei.area_fraction_of_tissue),
             seconds: Some(summary.timings.total_s),
             mpx: Some(
@@ -133,6 +141,15 @@ struct StoredTiles {
 struct StoredNuclei {
     count: u64,
     area_fraction_of_tissue: f64,
+    unit: LengthUnit,
+    per_mm2_of_tissue: Option<f64>,
+    median_area: Option<f64>,
+    table: Option<PathBuf>,
+}
+
+/// An area in `unit`² as µm², `None` unless the unit is µm.
+fn in_microns(unit: LengthUnit, area: Option<f64>) -> Option<f64> {
+    area.filter(|_| unit == LengthUnit::Micron)
 }
 
 #[derive(Deserialize)]
@@ -171,15 +188,19 @@ pub(super) fn completed(
         && mask.is_file()
         && stored.overlay.is_some() == options.overlay
         && stored.geojson.is_some() == options.geojson
+        && stored.nuclei.table.is_some() == options.measure
         && stored
             .overlay
             .iter()
             .chain(&stored.geojson)
+            .chain(&stored.nuclei.table)
             .all(|p| p.is_file());
     complete.then(|| SlideRow {
         mask: Some(stored.mask),
         tiles: Some(stored.tiles.total),
         nuclei: Some(stored.nuclei.count),
+        nuclei_per_mm2: stored.nuclei.per_mm2_of_tissue,
+        median_area_um2: in_microns(stored.nuclei.unit, stored.nuclei.median_area),
         area_fraction: Some(stored.nuclei.area_fraction_of_tissue),
         seconds: Some(stored.timings.total_s),
         mpx: Some(stored.geometry.model_width as f64 * stored.geometry.model_height as f64 / 1e6),
@@ -320,6 +341,8 @@ impl CohortReport {
                 "tiles",
                 "nuclei",
                 "area_fraction",
+                "nuclei_per_mm2",
+                "median_area_um2",
                 "seconds",
                 "mpx",
                 "mpx_per_s",
@@ -335,6 +358,8 @@ impl CohortReport {
                     opt(row.tiles.map(|t| t.to_string())),
                     opt(row.nuclei.map(|n| n.to_string())),
                     opt(row.area_fraction.map(|a| format!("{a:.6}"))),
+                    opt(row.nuclei_per_mm2.map(|d| format!("{d:.2}"))),
+                    opt(row.median_area_um2.map(|a| format!("{a:.3}"))),
                     opt(row.seconds.map(|s| format!("{s:.3}"))),
                     opt(row.mpx.map(|m| format!("{m:.3}"))),
                     opt(row.mpx_per_s.map(|m| format!("{m:.2}"))),

@@ -116,11 +116,10 @@ pub fn run(args: &CohortArgs, show_progress: bool, cancel: &CancelToken) -> anyh
     }
 
     let predictor = args.model.predictor()?;
-    let target_mpp = args.model.target_mpp(&predictor)?;
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let jobs = args.jobs.min(entries.len()).max(1);
     let workers = (cores / jobs).max(1);
-    let options = args.model.options(&predictor, target_mpp, workers, false);
+    let options = args.model.options(&predictor, workers, false)?;
     let segmenter = Arc::new(Segmenter {
         predictor: Arc::new(predictor),
         options,

@@ -17,15 +17,19 @@ use crate::instance_scores::InstanceScores;
 use crate::instances::{
     check_instance_map_size, instance_map_path, instances_of, read_instance_map,
 };
-use crate::morphology::postprocess;
+use crate::morphology::Postprocess;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
 use crate::scores::{Confusion, Scores};
-use crate::segment::{Predictor, Window};
-use crate::slide::RgbRegion;
+use crate::segment::{model_mpp, parse_mpp, plan_geometry, Predictor, TargetScale, Window};
+use crate::slide::grid::Rect;
+use crate::slide::resolution::image_mpp;
+use crate::slide::ImageSlide;
+use crate::stain::hematoxylin_cut_of_regions;
 use crate::train::{Labeled, LabeledFolder, LabeledSet};
 use crate::watershed::SeparationParams;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {
@@ -39,14 +43,36 @@ pub struct EvalArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub run: RunOverrides,
+    #[command(flatten)]
+    pub scale: EvalScale,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
+/// The scale images are scored at: as `segment` runs a slide, the model sees each image at
+/// its training scale when the image's scale is known, and the masks are scored at the
+/// image's own pixels.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct EvalScale {
+    /// The scale the model sees: `model` (its train_mpp), `native` (the images' pixels) or
+    /// microns per pixel.
+    #[arg(long, default_value = "model", value_parser = TargetScale::from_str)]
+    pub target_mpp: TargetScale,
+    /// The images' microns per pixel, over their TIFF/PNG resolution tags (MoNuSeg's
+    /// carry none; it is 0.25).
+    #[arg(long, value_parser = parse_mpp)]
+    pub mpp: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageScores {
     pub image: PathBuf,
+    /// Microns per pixel the model saw (assumed to be its training scale when the image's
+    /// is unknown).
+    pub model_mpp: f64,
+    /// The image was resampled for the model, and the masks back.
+    pub resampled: bool,
     pub raw: Scores,
     pub postprocessed: Scores,
     /// Object scores of the raw mask's instances; `None` without an instance map.
@@ -61,6 +87,8 @@ pub struct EvalReport {
     pub data: PathBuf,
     pub channel: usize,
     pub threshold: f64,
+    /// What scale the model ran at, in a sentence (also logged).
+    pub scale: String,
     /// Means over images (each image weighs the same, as in the paper).
     pub mean_raw: Scores,
     pub mean_postprocessed: Scores,
@@ -82,7 +110,16 @@ pub fn run(
     let predictor = args.run.load(&args.model, args.run.device.resolve()?)?;
     let set = LabeledFolder::open(&args.data)?.labeled()?;
     let maps = instance_maps(&args.data, &set)?;
-    let images = score_set(&predictor, &set, Some(&maps), show_progress, cancel)?;
+    let images = score_set(
+        &predictor,
+        &set,
+        Some(&maps),
+        args.scale,
+        show_progress,
+        cancel,
+    )?;
+    let scale = scale_note(&images, predictor.card().train_mpp);
+    tracing::info!("{scale}");
     let mean = |pick: fn(&ImageScores) -> &Scores| Scores::mean(images.iter().map(pick));
     let mean_instances = |pick: fn(&ImageScores) -> &Option<InstanceScores>| {
         InstanceScores::mean(images.iter().filter_map(|i| pick(i).as_ref()))
@@ -92,6 +129,7 @@ pub fn run(
         data: args.data.clone(),
         channel: predictor.card().channel,
         threshold: predictor.card().threshold,
+        scale,
         mean_raw: mean(|i| &i.raw),
         mean_postprocessed: mean(|i| &i.postprocessed),
         instance_images: images.iter().filter(|i| i.instances_raw.is_some()).count(),
@@ -126,6 +164,7 @@ pub fn score_set(
     predictor: &Predictor,
     set: &LabeledSet,
     instance_maps: Option<&[Option<PathBuf>]>,
+    scale: EvalScale,
     show_progress: bool,
     cancel: &CancelToken,
 ) -> anyhow::Result<Vec<ImageScores>> {
@@ -142,7 +181,7 @@ pub fn score_set(
             }
             None => None,
         };
-        scored.push(score_image(predictor, item, truth.as_deref()));
+        scored.push(score_image(predictor, item, truth.as_deref(), scale)?);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -155,46 +194,84 @@ fn size_of(item: &Labeled) -> (u32, u32) {
     (size[2] as u32, size[1] as u32)
 }
 
-/// Predicts `item` whole and scores the raw and post-processed masks: pixels against its
-/// mask, and objects ([`instances_of`]) against `truth_instances` when given (a label map
-/// of the image's size).
+/// Predicts `item` whole at the model's scale (see [`EvalScale`]) and scores the raw and
+/// post-processed masks at the image's pixels: against its mask, and as objects
+/// ([`instances_of`]) against `truth_instances` when given (a label map of the image's size).
 fn score_image(
     predictor: &Predictor,
     item: &Labeled,
     truth_instances: Option<&[u32]>,
-) -> ImageScores {
+    scale: EvalScale,
+) -> anyhow::Result<ImageScores> {
     let (width, height) = size_of(item);
-    let image = RgbRegion {
-        width,
-        height,
-        pixels: Vec::<u8>::try_from(item.image.permute([1, 2, 0]).contiguous().view([-1]))
-            .expect("u8 image tensor"),
-    };
+    let pixels = Vec::<u8>::try_from(item.image.permute([1, 2, 0]).contiguous().view([-1]))
+        .expect("u8 image tensor");
+    let tags = image_mpp(&item.path)?;
+    let slide = ImageSlide::from_rgb(&item.path, pixels, width.into(), height.into(), tags);
+    let train_mpp = predictor.card().train_mpp;
+    let geometry = plan_geometry(&slide, 0, scale.target_mpp, scale.mpp, train_mpp)?;
+    let model_mpp = model_mpp(&geometry, train_mpp);
+    let (mw, mh) = (geometry.model_width as u32, geometry.model_height as u32);
+    let image = geometry.read(
+        &slide,
+        Rect {
+            x: 0,
+            y: 0,
+            width: mw,
+            height: mh,
+        },
+    )?;
     let whole = Window {
         x: 0,
         y: 0,
-        width,
-        height,
+        width: mw,
+        height: mh,
     };
-    let raw = predictor
-        .predict(&[&image], &[whole])
+    // The image stands for its own slide: calibrated by its own stain, as in training.
+    let stain_gamma =
+        predictor.stain_gamma(hematoxylin_cut_of_regions(std::slice::from_ref(&image)));
+    let raw_model = predictor
+        .predict(&[&image], &[whole], stain_gamma)
         .pop()
         .expect("one mask per image");
+    let cleaned_model = Postprocess::at_mpp(model_mpp).apply(&raw_model, mw as usize, mh as usize);
+    let (raw, cleaned) = (
+        geometry.to_output(&raw_model),
+        geometry.to_output(&cleaned_model),
+    );
     let truth = Vec::<u8>::try_from(item.mask.to_kind(tch::Kind::Uint8).view([-1])).expect("mask");
     let (w, h) = (width as usize, height as usize);
-    let cleaned = postprocess(&raw, w, h);
-    let separation = SeparationParams::default();
+    let image_mpp = geometry
+        .output_mpp
+        .map_or(model_mpp, |(x, y)| (x + y) / 2.0);
+    let separation = SeparationParams::at_mpp(image_mpp);
     let objects = |mask: &[u8]| {
         truth_instances
             .map(|truth| InstanceScores::of(truth, &instances_of(mask, w, h, &separation)))
     };
-    ImageScores {
+    Ok(ImageScores {
         image: item.path.clone(),
+        model_mpp,
+        resampled: !geometry.is_native(),
         raw: Confusion::of(&raw, &truth).scores(),
         postprocessed: Confusion::of(&cleaned, &truth).scores(),
         instances_raw: objects(&raw),
         instances_postprocessed: objects(&cleaned),
-    }
+    })
+}
+
+/// What scale the images were scored at, in a sentence.
+fn scale_note(images: &[ImageScores], train_mpp: Option<f64>) -> String {
+    let resampled = images.iter().filter(|i| i.resampled).count();
+    let trained = train_mpp.map_or("records no train_mpp".to_owned(), |m| {
+        format!("was trained at {m:.4} µm/px")
+    });
+    format!(
+        "the model {trained}; {resampled} of {} images resampled to its scale, the rest \
+         predicted at their own pixels (taken to be at the model's scale where the image \
+         records none and --mpp is not given)",
+        images.len()
+    )
 }
 
 /// The mean scores as a small table.

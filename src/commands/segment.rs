@@ -4,9 +4,12 @@
 use crate::device::DeviceChoice;
 use crate::pipeline::CancelToken;
 use crate::segment::SegmentSummary;
-use crate::segment::{segment_slide, Geometry, Predictor, SegmentError, SegmentOptions};
+use crate::segment::{
+    parse_mpp, plan_geometry, segment_slide, Predictor, SegmentError, SegmentOptions, TargetScale,
+};
 use crate::slide::{open_with, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
 /// Luma threshold of `--baseline threshold` without `:T`: the best global cut on the 30
@@ -35,26 +38,6 @@ fn parse_baseline(text: &str) -> Result<Baseline, String> {
         Ok(t) if (0.0..=1.0).contains(&t) => Ok(Baseline::Threshold(t)),
         _ => Err(format!(
             "`{value}` is not a threshold; give T in [0,1], e.g. threshold:0.45"
-        )),
-    }
-}
-
-/// The MPP the model should see.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum TargetMpp {
-    Microns(f64),
-    /// The `train_mpp` recorded in the model's model.json.
-    Model,
-}
-
-fn parse_target_mpp(text: &str) -> Result<TargetMpp, String> {
-    if text == "model" {
-        return Ok(TargetMpp::Model);
-    }
-    match text.parse::<f64>() {
-        Ok(m) if m.is_finite() && m > 0.0 => Ok(TargetMpp::Microns(m)),
-        _ => Err(format!(
-            "`{text}` is not a resolution; give microns per pixel (e.g. 0.25) or `model`"
         )),
     }
 }
@@ -103,30 +86,48 @@ pub struct ModelArgs {
     pub batch: Option<usize>,
     #[command(flatten)]
     pub run: RunOverrides,
-    /// Slide level to segment and write the mask at (0 = full resolution).
-    #[arg(long, default_value_t = 0, conflicts_with = "target_mpp")]
+    /// Slide level to write the mask at (0 = full resolution); the model still runs at
+    /// --target-mpp.
+    #[arg(long, default_value_t = 0)]
     pub level: usize,
-    /// Resample the slide to this many microns per pixel for the model (`model` = the
-    /// train_mpp in model.json) and the mask back to level 0, so a 40× model works on 20×.
-    #[arg(long, value_parser = parse_target_mpp)]
-    pub target_mpp: Option<TargetMpp>,
+    /// The scale the model sees: `model` = the train_mpp in model.json, so that a model
+    /// trained at 40× finds the same nuclei on 20× and 40× slides (the slide is resampled and
+    /// the mask written back at --level); `native` = the level's own pixels; or microns per
+    /// pixel. `model` falls back to native pixels, with a warning, when the model or the
+    /// slide does not record its scale.
+    #[arg(long, default_value = "model", value_parser = TargetScale::from_str)]
+    pub target_mpp: TargetScale,
+    /// The slide's microns per pixel at level 0, for slides that do not record it (plain
+    /// images) or record it wrongly; e.g. 0.25 for 40×, 0.5 for 20×.
+    #[arg(long, value_parser = parse_mpp)]
+    pub mpp: Option<f64>,
     /// Decode and post-processing threads each (default: CPU cores).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Skip the paper's morphological post-processing (opening/closing with disks 3 and 1).
+    /// Skip the paper's morphological post-processing (opening/closing with disks of 0.75
+    /// and 0.25 µm: 3 and 1 px at 0.25 µm/px).
     #[arg(long)]
     pub raw: bool,
     /// Run the model on every tile and keep all foreground (default: only tiles with
     /// detected tissue are segmented, and foreground outside tissue is cleared).
     #[arg(long)]
     pub all_tiles: bool,
-    /// Leave nuclei smaller than this many pixels out of the count (they stay in the mask).
-    #[arg(long, default_value_t = 0)]
-    pub min_nucleus_area: u64,
+    /// Leave nuclei smaller than this many µm² out of the count (they stay in the mask);
+    /// converted to pixels with the slide's scale (16 px per µm² at 0.25 µm/px).
+    #[arg(long, default_value_t = 0.0, value_name = "UM2")]
+    pub min_nucleus_area: f64,
     /// Also write MASK.geojson: one polygon per nucleus in level-0 pixel coordinates
     /// (QuPath: File > Import objects).
     #[arg(long)]
     pub geojson: bool,
+    /// Keep touching nuclei together: nuclei are the mask's connected components (default:
+    /// each component is split by a watershed on its distance transform).
+    #[arg(long)]
+    pub no_separate: bool,
+    /// Do not measure nuclei: no MASK.nuclei.csv.gz, and GeoJSON features carry only their
+    /// area (default: shape, hematoxylin density and model score of every nucleus).
+    #[arg(long)]
+    pub no_measurements: bool,
     /// Do not write MASK.overlay.png.
     #[arg(long)]
     pub no_overlay: bool,
@@ -173,55 +174,36 @@ impl ModelArgs {
         })
     }
 
-    /// The MPP the model sees, `None` for native resolution.
-    pub fn target_mpp(&self, predictor: &Predictor) -> Result<Option<f64>, SegmentError> {
-        match self.target_mpp {
-            None => Ok(None),
-            Some(TargetMpp::Microns(m)) => Ok(Some(m)),
-            Some(TargetMpp::Model) => predictor.card().train_mpp.map(Some).ok_or_else(|| {
-                SegmentError::InvalidOption(format!(
-                    "--target-mpp model: {} records no train_mpp; give the microns per pixel \
-                     the model was trained at, e.g. --target-mpp 0.25",
-                    predictor.source()
-                ))
-            }),
-        }
-    }
-
-    /// Where `slide` is read and the mask written.
-    pub fn geometry(
-        &self,
-        slide: &dyn crate::slide::Slide,
-        target_mpp: Option<f64>,
-    ) -> Result<Geometry, SegmentError> {
-        match target_mpp {
-            None => Ok(Geometry::native(slide, self.level)?),
-            Some(m) => Geometry::resampled(slide, self.level, m),
-        }
-    }
-
     /// The segmentation options; `workers` threads each when --workers is not given.
     pub fn options(
         &self,
         predictor: &Predictor,
-        target_mpp: Option<f64>,
         workers: usize,
         show_progress: bool,
-    ) -> SegmentOptions {
+    ) -> Result<SegmentOptions, SegmentError> {
+        if !(self.min_nucleus_area.is_finite() && self.min_nucleus_area >= 0.0) {
+            return Err(SegmentError::InvalidOption(format!(
+                "--min-nucleus-area {}: give an area in µm², 0 or more (e.g. 10)",
+                self.min_nucleus_area
+            )));
+        }
         let defaults = SegmentOptions::for_device(predictor.device());
-        SegmentOptions {
+        Ok(SegmentOptions {
             tile: self.tile.unwrap_or(defaults.tile),
             batch: self.batch.unwrap_or(defaults.batch),
             workers: self.workers.unwrap_or(workers),
             postprocess: !self.raw,
             all_tiles: self.all_tiles,
-            min_nucleus_area: self.min_nucleus_area,
+            min_nucleus_area_um2: self.min_nucleus_area,
             overlay: !self.no_overlay,
             geojson: self.geojson,
+            separate: !self.no_separate,
+            measure: !self.no_measurements,
             show_progress,
-            target_mpp,
+            target: self.target_mpp,
+            mpp: self.mpp,
             ..defaults
-        }
+        })
     }
 }
 
@@ -234,10 +216,15 @@ pub fn run(
     let model = &args.model;
     let slide = open_with(&args.slide, model.open_options())?;
     let predictor = model.predictor()?;
-    let target_mpp = model.target_mpp(&predictor)?;
-    let geometry = model.geometry(slide.as_ref(), target_mpp)?;
+    let geometry = plan_geometry(
+        slide.as_ref(),
+        model.level,
+        model.target_mpp,
+        model.mpp,
+        predictor.card().train_mpp,
+    )?;
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let options = model.options(&predictor, target_mpp, cores, show_progress);
+    let options = model.options(&predictor, cores, show_progress)?;
     Ok(segment_slide(
         slide,
         &geometry,
@@ -257,10 +244,14 @@ pub fn print_text(summary: &SegmentSummary) {
     if let Some(geojson) = &summary.geojson {
         println!("geojson   {}", geojson.display());
     }
+    if let Some(table) = &summary.nuclei.table {
+        println!("table     {}", table.display());
+    }
     println!(
         "tiles     {} total, {} with tissue, {} segmented",
         summary.tiles.total, summary.tiles.tissue, summary.tiles.segmented
     );
+    println!("scale     {}", summary.scale.note);
     println!(
         "nuclei    {} ({:.1}% of tissue, {:.2}% of slide)",
         summary.nuclei.count,

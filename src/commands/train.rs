@@ -5,13 +5,15 @@
 use crate::device::DeviceChoice;
 use crate::model::Method;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
+use crate::segment::parse_mpp;
+use crate::slide::resolution::{common_mpp, SAME_MPP_TOLERANCE};
 use crate::train::cdcl::{train_semi, LabeledTiles, Schedule, SemiConfig};
 use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
 use crate::train::slide_source::SlideCrops;
 use crate::train::{
-    finished_mark, finished_runs, has_checkpoint, seed_dir, steps_done, train, train_seeds, Batch,
-    CropSource, DataError, LabelFreeRule, LabeledFolder, LabeledSet, Progress, SamplerKind,
-    SeedRun, Similarity, TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
+    finished_mark, finished_runs, has_checkpoint, seed_dir, stain_calibration_of, steps_done,
+    train, train_seeds, Batch, CropSource, DataError, LabelFreeRule, LabeledFolder, LabeledSet,
+    Progress, SamplerKind, SeedRun, Similarity, TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
 };
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
@@ -37,16 +39,16 @@ pub struct TrainArgs {
     /// Run directory to create (model.safetensors, model.json, metrics.csv, curves.png).
     #[arg(long)]
     pub out: PathBuf,
-    /// contrastive = label-free (seed 000), supervised = BCE on masks (or, with
+    /// self-training (default) = label-free: a student on stain-jittered, stain-calibrated
+    /// crops learns the smoothed, hole-filled stain cut of the crop, its uncertain rim left
+    /// out; contrastive = label-free (seed 000), supervised = BCE on masks (or, with
     /// --labeled-fraction, SupOnly: the CDCL network on the labeled sub-images alone),
     /// threshold = best gray cut, cdcl = semi-supervised mean teacher with cross-patch dense
     /// contrastive learning (seed 003), hematoxylin = label-free: BCE on each crop's
-    /// hematoxylin stain map (colour deconvolution above the crop's Otsu cut), no masks;
-    /// self-training = label-free: a student on stain-jittered crops learns the smoothed,
-    /// hole-filled stain cut of the clean crop, its uncertain rim left out.
-    #[arg(long, value_enum, default_value = "contrastive")]
+    /// hematoxylin stain map (colour deconvolution above the crop's Otsu cut), no masks.
+    #[arg(long, value_enum, default_value = "self-training")]
     pub method: Method,
-    /// Epochs [default: 300; 150 for self-training; 80 for cdcl/SupOnly]. An epoch is one crop per training image
+    /// Epochs [default: 40 for self-training; 300 for contrastive, supervised, hematoxylin; 80 for cdcl/SupOnly]. An epoch is one crop per training image
     /// (or --epoch-crops for slides); for cdcl/SupOnly one pass over the sub-images as
     /// unlabeled data (or --epoch-steps).
     #[arg(long)]
@@ -143,6 +145,13 @@ pub struct TrainArgs {
     /// Slides only: least tissue fraction a crop must cover.
     #[arg(long, default_value_t = 0.5)]
     pub min_tissue: f64,
+    /// Microns per pixel the model learns at, recorded in model.json for segment to match
+    /// slides to. Image folders: the images' scale, required when their TIFF/PNG
+    /// resolution tags do not record it (MoNuSeg's do not; it is 0.25). Slides: every slide
+    /// is read at this scale [default: the finest scale among them]; slides that record
+    /// none are taken to be at it.
+    #[arg(long, value_parser = parse_mpp)]
+    pub mpp: Option<f64>,
 }
 
 impl TrainArgs {
@@ -275,11 +284,40 @@ fn is_image_folder(inputs: &[String]) -> Option<&Path> {
     }
 }
 
-/// Stops training at the next batch once Ctrl-C/SIGTERM fires. The run directory then
-/// keeps what was complete: the best checkpoint so far and the finished epochs' metrics.
+/// The scale an image folder's model learns at: its images' resolution tags, else `--mpp`.
+/// Checked before anything is written; folders are not resampled, so tags and a different
+/// `--mpp` are refused.
+fn folder_mpp(folder: &LabeledFolder, flag: Option<f64>) -> Result<f64, TrainError> {
+    let paths: Vec<PathBuf> = folder.items().iter().map(|i| i.path.clone()).collect();
+    let tags = common_mpp(&paths).map_err(|e| TrainError::Config(e.to_string()))?;
+    let images = folder.root().join("images");
+    match (tags, flag) {
+        (Some(t), Some(m)) if (t - m).abs() > SAME_MPP_TOLERANCE * t => {
+            Err(TrainError::Config(format!(
+                "--mpp {m}: the images of {} record {t:.4} µm/px in their resolution tags, \
+                 and image folders are not resampled; drop --mpp, or correct the tags",
+                images.display()
+            )))
+        }
+        (Some(t), _) => Ok(t),
+        (None, Some(m)) => Ok(m),
+        (None, None) => Err(TrainError::Config(format!(
+            "{}: the images record no scale (no TIFF/PNG resolution tags), so the microns per \
+             pixel the model learns at is unknown and segment could not match slides to it; \
+             give it with --mpp (MoNuSeg is 0.25 µm/px, 40×)",
+            images.display()
+        ))),
+    }
+}
+
+/// The training data as the trainer sees it: at the scale the model learns at, and
+/// stopping at the next batch once Ctrl-C/SIGTERM fires (the run directory then keeps what
+/// was complete: the best checkpoint so far and the finished epochs' metrics).
 struct Interruptible<'a> {
     data: &'a dyn CropSource,
     cancel: &'a CancelToken,
+    /// Microns per pixel of the crops, recorded in model.json.
+    mpp: f64,
 }
 
 impl CropSource for Interruptible<'_> {
@@ -292,7 +330,7 @@ impl CropSource for Interruptible<'_> {
     }
 
     fn mpp(&self) -> Option<f64> {
-        self.data.mpp()
+        Some(self.mpp)
     }
 
     fn crops(
@@ -319,18 +357,19 @@ fn slide_crops(
     cancel: &CancelToken,
 ) -> anyhow::Result<SlideCrops> {
     let paths = slide_paths(inputs)?;
-    let sampler = CropSampler::new(&paths, crop, args.min_tissue)?;
+    let sampler = CropSampler::new(&paths, crop, args.min_tissue, args.mpp)?;
     let used = sampler.usage.iter().filter(|u| u.skipped.is_none()).count();
     let mpp = sampler.mpp();
     let stream_config = CropStreamConfig {
         crop,
         min_tissue: args.min_tissue,
         seed: args.seed,
+        measure_stain: stain_calibration_of(args.method).is_some(),
         ..CropStreamConfig::default()
     };
     let stream = CropStream::start(Arc::new(sampler), count as u64, &stream_config, cancel);
     let description = format!(
-        "{used} of {} slides, random {crop}px tissue crops",
+        "{used} of {} slides, random {crop}px tissue crops at {mpp:.4} µm/px",
         paths.len()
     );
     Ok(SlideCrops::new(
@@ -580,6 +619,10 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
     if let (Some(folder), false) = (&folder, config.method == Method::Threshold) {
         folder.check_crop(config.crop)?;
     }
+    let folder_scale = folder
+        .as_ref()
+        .map(|f| folder_mpp(f, args.mpp))
+        .transpose()?;
     let val: Option<LabeledSet> = match (&args.val, &folder) {
         (Some(dir), _) => Some(LabeledFolder::open(dir)?.labeled()?),
         // The paper's protocol: the training images' own masks select the model.
@@ -618,14 +661,15 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
             cancel,
         )?),
     };
-    let source: &dyn CropSource = match (&folder, &slides) {
-        (Some(f), _) => f,
-        (_, Some(s)) => s,
+    let (source, mpp): (&dyn CropSource, f64) = match (&folder, folder_scale, &slides) {
+        (Some(f), Some(mpp), _) => (f, mpp),
+        (_, _, Some(s)) => (s, s.scale()),
         _ => unreachable!("one data source is always built"),
     };
     let data = &Interruptible {
         data: source,
         cancel,
+        mpp,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -672,6 +716,10 @@ fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyh
         .into());
     };
     let folder = LabeledFolder::open(root)?;
+    let config = SemiConfig {
+        train_mpp: Some(folder_mpp(&folder, args.mpp)?),
+        ..config
+    };
     let val: Option<LabeledSet> = args
         .val
         .as_deref()

@@ -53,6 +53,16 @@ pub enum InputNormalisation {
     Unit,
 }
 
+/// Per-slide stain calibration of a model's input (see [`crate::stain::calibrate`]): the
+/// intensities of every slide (or image) are raised to the power `hematoxylin_cut` / the
+/// slide's own hematoxylin cut, so that its nuclei look as dark to the model as they did
+/// in training, however strongly the lab stained it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StainCalibration {
+    /// The hematoxylin cut every slide is moved to.
+    pub hematoxylin_cut: f64,
+}
+
 /// How the saved (epoch, channel) was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -86,7 +96,11 @@ pub struct ModelCard {
     /// Human-readable description of the training data.
     pub data: String,
     pub slidestream_version: String,
-    /// Microns per pixel of the training images, if known.
+    /// Microns per pixel the model learned at: `segment`, `eval` and `cohort` show it slides
+    /// at this scale. `train` always records it (from the slides, the images' resolution
+    /// tags or `--mpp`); `None` in runs of older versions and the threshold baseline, which
+    /// are applied to native pixels (with a warning for a network, see
+    /// `crate::segment::ScaleUsed`).
     pub train_mpp: Option<f64>,
     /// How `epoch` and `channel` were chosen (absent in cards of older versions).
     #[serde(default)]
@@ -97,4 +111,7 @@ pub struct ModelCard {
     /// Width w of a [`Architecture::Unet`] (absent for other architectures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<usize>,
+    /// The stain calibration the model was trained with (absent: inputs as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stain_calibration: Option<StainCalibration>,
 }

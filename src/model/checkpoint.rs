@@ -48,6 +48,8 @@ pub enum ModelError {
         channel: usize,
         channels: usize,
     },
+    #[error("{path}: stain_calibration.hematoxylin_cut is {cut}; it must be a positive number (the cut the model was trained at; retrain or remove the stain_calibration entry)")]
+    StainCalibration { path: PathBuf, cut: f64 },
     #[error("{path}: model.json describes a {architecture:?} model with input normalisation {normalisation:?}, which it cannot use")]
     Normalisation {
         path: PathBuf,
@@ -95,16 +97,33 @@ impl LoadedModel {
     /// Foreground mask (B×H×W bool) for raw RGB in [0, 1] (B×3×H×W) per the card's rule.
     pub fn foreground(&self, card: &ModelCard, images: &Tensor) -> Tensor {
         match self {
-            Self::Network { net, .. } => net
-                .infer(images)
-                .select(1, card.channel as i64)
-                .gt(card.threshold),
-            Self::Unet { net, .. } => tch::no_grad(|| {
-                net.probabilities(images)
-                    .select(1, card.channel as i64)
-                    .gt(card.threshold)
-            }),
+            // Without the score the baseline is one pass less.
             Self::GrayThreshold => luma(images).lt(card.threshold),
+            _ => self.score_and_foreground(card, images).1,
+        }
+    }
+
+    /// The nucleus score (B×H×W in [0, 1], higher = more nucleus-like) of the card's channel
+    /// and the foreground decided from it, from one forward pass: the network's confidence
+    /// or probability; for the threshold baseline, 1 − luma.
+    pub fn score_and_foreground(&self, card: &ModelCard, images: &Tensor) -> (Tensor, Tensor) {
+        let channel = card.channel as i64;
+        match self {
+            Self::Network { net, .. } => {
+                let score = net.infer(images).select(1, channel);
+                let foreground = score.gt(card.threshold);
+                (score, foreground)
+            }
+            Self::Unet { net, .. } => tch::no_grad(|| {
+                let score = net.probabilities(images).select(1, channel);
+                let foreground = score.gt(card.threshold);
+                (score, foreground)
+            }),
+            Self::GrayThreshold => {
+                let luma = luma(images);
+                let foreground = luma.lt(card.threshold);
+                ((-&luma) + 1.0, foreground)
+            }
         }
     }
 }
@@ -210,6 +229,15 @@ pub fn load_run(run_dir: &Path, device: Device) -> Result<(LoadedModel, ModelCar
             channel: card.channel,
             channels: card.channels,
         });
+    }
+    if let Some(calibration) = card.stain_calibration {
+        let cut = calibration.hematoxylin_cut;
+        if !(cut.is_finite() && cut > 0.0) {
+            return Err(ModelError::StainCalibration {
+                path: card_path,
+                cut,
+            });
+        }
     }
     let model = match (card.architecture, card.input_normalisation) {
         (Architecture::ConfidenceNet, InputNormalisation::Epsilon { epsilon }) => {

@@ -9,7 +9,8 @@ mod tiny_conv;
 mod unet;
 
 pub use card::{
-    Architecture, InputNormalisation, Method, ModelCard, Selection, MODEL_CARD_FILE, WEIGHTS_FILE,
+    Architecture, InputNormalisation, Method, ModelCard, Selection, StainCalibration,
+    MODEL_CARD_FILE, WEIGHTS_FILE,
 };
 pub(crate) use checkpoint::{copy_weights, read_tensors};
 pub use checkpoint::{load_run, load_weights, save_run, LoadedModel, ModelError};

@@ -15,9 +15,18 @@
 //! so a polygon's edges run exactly along its pixels' outer edges and a centroid is
 //! the mean of pixel *centres* (index + 0.5).
 //!
+//! # Pixels
+//! When asked ([`TrackerOptions::pixels`]), a finished component comes with its pixels
+//! ([`Pixels`]: its runs, sorted by row, plus the per-pixel values pushed with the rows
+//! when [`TrackerOptions::values`] is set), so that it can be outlined, split into nuclei
+//! and measured once it is complete. Pixels are only kept for components up to
+//! `max_kept_area` pixels; larger ones (e.g. a broken model marking a whole slide as
+//! foreground) drop theirs, which bounds the memory by the open components times that
+//! area.
+//!
 //! # Polygons
-//! When enabled, the exterior boundary of each finished component is traced along
-//! pixel edges from the component's stored runs:
+//! [`exterior_ring`] traces the exterior boundary of one 8-connected set of runs along
+//! pixel edges:
 //! * closed ring (first vertex == last) of pixel-corner vertices, one per turn (no
 //!   collinear vertices), starting at the top-left corner of the top-left pixel;
 //! * orientation: the shoelace signed area computed on the raw `(x, y)` numbers is
@@ -30,20 +39,18 @@
 //!   when it has no holes;
 //! * holes are ignored: only the exterior ring is produced, so the ring's area is the
 //!   component's area plus the area of its holes.
-//!
-//! Runs are only kept for components up to `max_polygon_area` pixels; larger ones
-//! (e.g. a broken model marking a whole slide as foreground) drop theirs and get no
-//! polygon, which bounds the memory.
 
 use serde::Serialize;
 
 /// What the tracker collects besides counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackerOptions {
-    /// Trace the exterior polygon of each finished component.
-    pub polygons: bool,
-    /// Components with more pixels than this get no polygon (their runs are not kept).
-    pub max_polygon_area: u64,
+    /// Hand each finished component's pixels over ([`Component::pixels`]).
+    pub pixels: bool,
+    /// With `pixels`, also keep the values pushed with the rows, pixel by pixel.
+    pub values: bool,
+    /// Components with more pixels than this keep no pixels.
+    pub max_kept_area: u64,
     /// Components with fewer pixels than this are dropped (counted in `dropped_small`).
     pub min_area: u64,
 }
@@ -58,7 +65,7 @@ pub struct BBox {
     pub y1: u64,
 }
 
-/// A finished connected component (one nucleus).
+/// A finished connected component.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Component {
     /// Number of pixels.
@@ -66,9 +73,52 @@ pub struct Component {
     pub bbox: BBox,
     /// Mean of the pixel centres `(x + 0.5, y + 0.5)`.
     pub centroid: (f64, f64),
-    /// Exterior ring of pixel-corner vertices `(x, y)` (see the module docs); `None`
-    /// when polygons are off or the component is larger than `max_polygon_area`.
-    pub polygon: Option<Vec<(u32, u64)>>,
+    /// Its pixels; `None` when pixels are off or it has more than `max_kept_area`.
+    pub pixels: Option<Pixels>,
+}
+
+/// Values measured at each pixel besides the mask, as rows in the mask's layout.
+#[derive(Debug, Clone, Copy)]
+pub struct RowValues<'a> {
+    /// The model's nucleus score, quantised (see [`super::pixel_values`]).
+    pub score: &'a [u8],
+    /// Hematoxylin optical density, quantised (see [`super::pixel_values`]).
+    pub hematoxylin: &'a [u16],
+}
+
+/// A foreground run `[x0, x1)` of row `y`; its pixels' values start at `at` in the value
+/// lists of the [`Pixels`] it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub y: u64,
+    pub x0: u32,
+    pub x1: u32,
+    pub at: usize,
+}
+
+impl Run {
+    pub fn len(&self) -> usize {
+        (self.x1 - self.x0) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.x1 == self.x0
+    }
+}
+
+/// The pixels of an object as runs sorted by `(y, x0)`, with their values (empty when
+/// values are off).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pixels {
+    pub runs: Vec<Run>,
+    pub score: Vec<u8>,
+    pub hematoxylin: Vec<u16>,
+}
+
+impl Pixels {
+    pub fn has_values(&self) -> bool {
+        !self.score.is_empty()
+    }
 }
 
 /// Totals over the whole mask.
@@ -80,9 +130,9 @@ pub struct ComponentStats {
     pub foreground_pixels: u64,
     /// Components smaller than `min_area`.
     pub dropped_small: u64,
-    /// Counted components that got no polygon because they exceeded
-    /// `max_polygon_area` (always 0 when polygons are off).
-    pub without_polygon: u64,
+    /// Counted components that came without pixels because they exceeded
+    /// `max_kept_area` (always 0 when pixels are off): no outline, split or measurements.
+    pub too_large: u64,
     /// Mean area of the counted components (0 when there are none).
     pub mean_area: f64,
 }
@@ -90,14 +140,6 @@ pub struct ComponentStats {
 /// A foreground run `[x0, x1)` within one row.
 #[derive(Debug, Clone, Copy)]
 struct Span {
-    x0: u32,
-    x1: u32,
-}
-
-/// A run kept for polygon tracing.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    y: u64,
     x0: u32,
     x1: u32,
 }
@@ -111,8 +153,8 @@ struct Open {
     sum_y: u128,
     bbox: BBox,
     last_row: u64,
-    /// `None` when polygons are off or the component outgrew `max_polygon_area`.
-    runs: Option<Vec<Run>>,
+    /// `None` when pixels are off or the component outgrew `max_kept_area`.
+    pixels: Option<Pixels>,
     closed: bool,
 }
 
@@ -136,7 +178,6 @@ pub struct ComponentTracker {
     cur_spans: Vec<Span>,
     cur_labels: Vec<u32>,
     stored_runs: usize,
-    tracer: Tracer,
     finished: Vec<Component>,
     stats: ComponentStats,
     counted_area: u128,
@@ -162,26 +203,39 @@ impl ComponentTracker {
             cur_spans: Vec::new(),
             cur_labels: Vec::new(),
             stored_runs: 0,
-            tracer: Tracer::default(),
             finished: Vec::new(),
             stats: ComponentStats::default(),
             counted_area: 0,
         }
     }
 
-    /// Feeds whole rows (row-major, `width` bytes each, nonzero = foreground).
+    /// Feeds whole rows (row-major, `width` bytes each, nonzero = foreground), with the
+    /// values of their pixels when the tracker keeps values.
     ///
     /// # Panics
-    /// If `rows.len()` is not a multiple of the width.
-    pub fn push_rows(&mut self, rows: &[u8]) {
+    /// If `rows.len()` is not a multiple of the width, or `values` is missing (or its
+    /// rows are not `rows`'s size) while the tracker keeps values.
+    pub fn push_rows(&mut self, rows: &[u8], values: Option<RowValues<'_>>) {
         let width = self.width as usize;
         assert!(
             rows.len() % width == 0,
             "{} bytes is not a whole number of {width}-pixel rows",
             rows.len()
         );
-        for row in rows.chunks_exact(width) {
-            self.push_row(row);
+        let keeps_values = self.options.pixels && self.options.values;
+        if keeps_values {
+            let v = values.expect("the tracker keeps values: push them with the rows");
+            assert!(
+                v.score.len() == rows.len() && v.hematoxylin.len() == rows.len(),
+                "values do not cover the rows"
+            );
+        }
+        for (i, row) in rows.chunks_exact(width).enumerate() {
+            let row_values = values.filter(|_| keeps_values).map(|v| RowValues {
+                score: &v.score[i * width..][..width],
+                hematoxylin: &v.hematoxylin[i * width..][..width],
+            });
+            self.push_row(row, row_values);
         }
     }
 
@@ -196,8 +250,8 @@ impl ComponentTracker {
         self.slots.len() - self.free.len()
     }
 
-    /// Runs held for polygon tracing of open components (bounded by the number of
-    /// open components times `max_polygon_area`).
+    /// Runs held for open components (bounded by the number of open components times
+    /// `max_kept_area`).
     pub fn stored_runs(&self) -> usize {
         self.stored_runs
     }
@@ -218,7 +272,7 @@ impl ComponentTracker {
         (stats, self.finished)
     }
 
-    fn push_row(&mut self, row: &[u8]) {
+    fn push_row(&mut self, row: &[u8], values: Option<RowValues<'_>>) {
         let y = self.row;
         self.row += 1;
         let mut spans = std::mem::take(&mut self.cur_spans);
@@ -245,7 +299,7 @@ impl ComponentTracker {
                 k += 1;
             }
             let label = label.unwrap_or_else(|| self.new_slot(y));
-            self.add_span(label, y, span);
+            self.add_span(label, y, span, values);
             labels.push(label);
         }
         // Later runs of this row may have merged the roots of earlier ones.
@@ -282,7 +336,7 @@ impl ComponentTracker {
                 y1: y + 1,
             },
             last_row: y,
-            runs: self.options.polygons.then(Vec::new),
+            pixels: self.options.pixels.then(Pixels::default),
             closed: false,
         };
         match self.free.pop() {
@@ -301,7 +355,7 @@ impl ComponentTracker {
         }
     }
 
-    fn add_span(&mut self, label: u32, y: u64, span: Span) {
+    fn add_span(&mut self, label: u32, y: u64, span: Span, values: Option<RowValues<'_>>) {
         let open = &mut self.slots[label as usize];
         let len = u64::from(span.x1 - span.x0);
         self.stats.foreground_pixels += len;
@@ -313,16 +367,24 @@ impl ComponentTracker {
         open.bbox.x1 = open.bbox.x1.max(span.x1);
         open.bbox.y1 = y + 1;
         open.last_row = y;
-        if open.area > self.options.max_polygon_area {
-            if let Some(runs) = open.runs.take() {
-                self.stored_runs -= runs.len();
+        if open.area > self.options.max_kept_area {
+            if let Some(pixels) = open.pixels.take() {
+                self.stored_runs -= pixels.runs.len();
             }
-        } else if let Some(runs) = &mut open.runs {
-            runs.push(Run {
+        } else if let Some(pixels) = &mut open.pixels {
+            let (x0, x1) = (span.x0 as usize, span.x1 as usize);
+            pixels.runs.push(Run {
                 y,
                 x0: span.x0,
                 x1: span.x1,
+                at: pixels.score.len(),
             });
+            if let Some(values) = values {
+                pixels.score.extend_from_slice(&values.score[x0..x1]);
+                pixels
+                    .hematoxylin
+                    .extend_from_slice(&values.hematoxylin[x0..x1]);
+            }
             self.stored_runs += 1;
         }
     }
@@ -346,7 +408,7 @@ impl ComponentTracker {
             other.bbox,
             other.last_row,
         );
-        let other_runs = other.runs.take();
+        let other_pixels = other.pixels.take();
 
         let open = &mut self.slots[keep as usize];
         open.area += area;
@@ -357,12 +419,20 @@ impl ComponentTracker {
         open.bbox.x1 = open.bbox.x1.max(bbox.x1);
         open.bbox.y1 = open.bbox.y1.max(bbox.y1);
         open.last_row = open.last_row.max(last_row);
-        match (&mut open.runs, other_runs) {
-            (Some(runs), Some(mut more)) if open.area <= self.options.max_polygon_area => {
-                runs.append(&mut more);
+        match (&mut open.pixels, other_pixels) {
+            (Some(pixels), Some(more)) if open.area <= self.options.max_kept_area => {
+                // The appended values move behind this component's own.
+                let shift = pixels.score.len();
+                pixels.runs.extend(more.runs.iter().map(|r| Run {
+                    at: r.at + shift,
+                    ..*r
+                }));
+                pixels.score.extend_from_slice(&more.score);
+                pixels.hematoxylin.extend_from_slice(&more.hematoxylin);
             }
-            (runs, more) => {
-                let dropped = runs.take().map_or(0, |r| r.len()) + more.map_or(0, |r| r.len());
+            (pixels, more) => {
+                let dropped =
+                    pixels.take().map_or(0, |p| p.runs.len()) + more.map_or(0, |p| p.runs.len());
                 self.stored_runs -= dropped;
             }
         }
@@ -371,33 +441,37 @@ impl ComponentTracker {
         keep
     }
 
-    /// Finishes a component: counts it and queues it (with its polygon) for draining.
+    /// Finishes a component: counts it and queues it (with its pixels) for draining.
     fn close(&mut self, label: u32) {
         let open = &mut self.slots[label as usize];
         open.closed = true;
-        let runs = open.runs.take();
+        let pixels = open.pixels.take();
         let (area, bbox) = (open.area, open.bbox);
         let centroid = (
             open.sum_x as f64 / area as f64 + 0.5,
             open.sum_y as f64 / area as f64 + 0.5,
         );
         self.released.push(label);
-        self.stored_runs -= runs.as_ref().map_or(0, Vec::len);
+        self.stored_runs -= pixels.as_ref().map_or(0, |p| p.runs.len());
         if area < self.options.min_area {
             self.stats.dropped_small += 1;
             return;
         }
         self.stats.count += 1;
         self.counted_area += u128::from(area);
-        let polygon = runs.map(|mut runs| self.tracer.trace_exterior(&mut runs));
-        if self.options.polygons && polygon.is_none() {
-            self.stats.without_polygon += 1;
+        let pixels = pixels.map(|mut pixels| {
+            // Merges append runs out of order; sorting nearly sorted input is cheap.
+            pixels.runs.sort_unstable_by_key(|r| (r.y, r.x0));
+            pixels
+        });
+        if self.options.pixels && pixels.is_none() {
+            self.stats.too_large += 1;
         }
         self.finished.push(Component {
             area,
             bbox,
             centroid,
-            polygon,
+            pixels,
         });
     }
 }
@@ -473,84 +547,77 @@ fn next_background(row: &[u8], mut x: usize) -> usize {
 }
 
 /// A pixel-corner vertex `(x, y)`.
-type Vertex = (u32, u64);
+pub type Vertex = (u32, u64);
 
-/// Boundary tracer; keeps its buffer between components to avoid reallocating it for
-/// every nucleus.
-#[derive(Debug, Default)]
-struct Tracer {
-    /// `row_start[i]..row_start[i + 1]` are the runs of the component's `i`-th row.
-    row_start: Vec<usize>,
-}
-
-impl Tracer {
-    /// Traces the exterior ring of one 8-connected component from its runs.
-    ///
-    /// Crack following: walk along pixel edges with the component on the right-hand
-    /// side (y down, i.e. on screen), looking at the two pixels ahead at each corner:
-    /// turn left if the ahead-left one is foreground, go straight if only the
-    /// ahead-right one is, turn right otherwise. Trying left first is what joins
-    /// diagonal neighbours (8-connectivity). Clockwise on screen is counter-clockwise
-    /// in the y-up reading, and only turns emit vertices, so no collinear ones appear.
-    fn trace_exterior(&mut self, runs: &mut [Run]) -> Vec<Vertex> {
-        // Merges append runs out of order; sorting nearly sorted input is cheap.
-        runs.sort_unstable_by_key(|r| (r.y, r.x0));
-        let runs: &[Run] = runs;
-        let y0 = runs[0].y;
-        let row_start = &mut self.row_start;
-        row_start.clear();
-        for (k, r) in runs.iter().enumerate() {
-            while row_start.len() as u64 <= r.y - y0 {
-                row_start.push(k);
-            }
+/// The exterior ring of one 8-connected set of runs sorted by `(y, x0)` (see the module
+/// docs).
+///
+/// Crack following: walk along pixel edges with the component on the right-hand side
+/// (y down, i.e. on screen), looking at the two pixels ahead at each corner: turn left if
+/// the ahead-left one is foreground, go straight if only the ahead-right one is, turn
+/// right otherwise. Trying left first is what joins diagonal neighbours (8-connectivity).
+/// Clockwise on screen is counter-clockwise in the y-up reading, and only turns emit
+/// vertices, so no collinear ones appear.
+///
+/// # Panics
+/// If `runs` is empty.
+pub fn exterior_ring(runs: &[Run]) -> Vec<Vertex> {
+    debug_assert!(runs
+        .windows(2)
+        .all(|w| (w[0].y, w[0].x0) < (w[1].y, w[1].x0)));
+    let y0 = runs[0].y;
+    // `row_start[i]..row_start[i + 1]` are the runs of the `i`-th row.
+    let mut row_start = Vec::with_capacity((runs[runs.len() - 1].y - y0) as usize + 2);
+    for (k, r) in runs.iter().enumerate() {
+        while row_start.len() as u64 <= r.y - y0 {
+            row_start.push(k);
         }
-        row_start.push(runs.len());
-        let rows = row_start.len() as i64 - 1;
-        let row_start: &[usize] = row_start;
-        // Is pixel (x, y0 + y) part of the component?
-        let foreground = |x: i64, y: i64| {
-            if y < 0 || y >= rows {
-                return false;
-            }
-            let row = &runs[row_start[y as usize]..row_start[y as usize + 1]];
-            let k = row.partition_point(|r| i64::from(r.x1) <= x);
-            k < row.len() && i64::from(row[k].x0) <= x
-        };
-
-        // The top-left corner of the top-left pixel is a plain corner on the exterior
-        // boundary, passed exactly once: start and stop there, heading +x.
-        let start = (i64::from(runs[0].x0), 0);
-        let (mut x, mut y) = start;
-        let mut dir = (1i64, 0i64);
-        let mut ring = vec![(runs[0].x0, y0)];
-        loop {
-            x += dir.0;
-            y += dir.1;
-            if (x, y) == start {
-                break;
-            }
-            let left = (dir.1, -dir.0);
-            let right = (-dir.1, dir.0);
-            // The pixel whose centre is half a step along `a` and half along `b`.
-            let pixel = |a: (i64, i64), b: (i64, i64)| {
-                foreground(x + (a.0 + b.0 - 1) / 2, y + (a.1 + b.1 - 1) / 2)
-            };
-            let turn = if pixel(dir, left) {
-                left
-            } else if pixel(dir, right) {
-                dir
-            } else {
-                right
-            };
-            if turn != dir {
-                // Coordinates stay within the component's bbox: never negative.
-                ring.push((x as u32, y0 + y as u64));
-                dir = turn;
-            }
-        }
-        ring.push(ring[0]);
-        ring
     }
+    row_start.push(runs.len());
+    let rows = row_start.len() as i64 - 1;
+    // Is pixel (x, y0 + y) part of the component?
+    let foreground = |x: i64, y: i64| {
+        if y < 0 || y >= rows {
+            return false;
+        }
+        let row = &runs[row_start[y as usize]..row_start[y as usize + 1]];
+        let k = row.partition_point(|r| i64::from(r.x1) <= x);
+        k < row.len() && i64::from(row[k].x0) <= x
+    };
+
+    // The top-left corner of the top-left pixel is a plain corner on the exterior
+    // boundary, passed exactly once: start and stop there, heading +x.
+    let start = (i64::from(runs[0].x0), 0);
+    let (mut x, mut y) = start;
+    let mut dir = (1i64, 0i64);
+    let mut ring = vec![(runs[0].x0, y0)];
+    loop {
+        x += dir.0;
+        y += dir.1;
+        if (x, y) == start {
+            break;
+        }
+        let left = (dir.1, -dir.0);
+        let right = (-dir.1, dir.0);
+        // The pixel whose centre is half a step along `a` and half along `b`.
+        let pixel = |a: (i64, i64), b: (i64, i64)| {
+            foreground(x + (a.0 + b.0 - 1) / 2, y + (a.1 + b.1 - 1) / 2)
+        };
+        let turn = if pixel(dir, left) {
+            left
+        } else if pixel(dir, right) {
+            dir
+        } else {
+            right
+        };
+        if turn != dir {
+            // Coordinates stay within the component's bbox: never negative.
+            ring.push((x as u32, y0 + y as u64));
+            dir = turn;
+        }
+    }
+    ring.push(ring[0]);
+    ring
 }
 
 #[cfg(test)]
@@ -560,12 +627,18 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
     use std::time::{Duration, Instant};
 
-    fn options(polygons: bool) -> TrackerOptions {
+    fn options(pixels: bool) -> TrackerOptions {
         TrackerOptions {
-            polygons,
-            max_polygon_area: u64::MAX,
+            pixels,
+            values: false,
+            max_kept_area: u64::MAX,
             min_area: 0,
         }
+    }
+
+    /// The exterior ring of a component that kept its pixels.
+    fn ring_of(c: &Component) -> Vec<Vertex> {
+        exterior_ring(&c.pixels.as_ref().expect("pixels").runs)
     }
 
     /// Brute-force 8-connected flood fill; each component's pixels as `(x, y)`.
@@ -644,7 +717,7 @@ mod tests {
                 band
             };
             let end = (y + rows).min(h);
-            tracker.push_rows(&mask[y * w..end * w]);
+            tracker.push_rows(&mask[y * w..end * w], None);
             got.extend(tracker.drain_finished());
             y = end;
         }
@@ -781,7 +854,7 @@ mod tests {
     }
 
     fn check_polygon(c: &Component, pixels: &[(usize, usize)]) {
-        let ring = c.polygon.as_ref().expect("polygon");
+        let ring = &ring_of(c);
         assert!(ring.len() >= 5, "{ring:?}");
         assert_eq!(ring.first(), ring.last());
         let n = ring.len() - 1;
@@ -905,38 +978,34 @@ mod tests {
         let (_, got) = run_tracker(&[1, 0, 0, 1], 2, 1, options(true), &mut rng);
         assert_eq!(got.len(), 1);
         assert_eq!(
-            got[0].polygon.as_deref(),
-            Some(
-                &[
-                    (0, 0),
-                    (1, 0),
-                    (1, 1),
-                    (2, 1),
-                    (2, 2),
-                    (1, 2),
-                    (1, 1),
-                    (0, 1),
-                    (0, 0)
-                ][..]
-            )
+            ring_of(&got[0]),
+            [
+                (0, 0),
+                (1, 0),
+                (1, 1),
+                (2, 1),
+                (2, 2),
+                (1, 2),
+                (1, 1),
+                (0, 1),
+                (0, 0)
+            ]
         );
         let (_, got) = run_tracker(&[0, 1, 1, 0], 2, 1, options(true), &mut rng);
         assert_eq!(got.len(), 1);
         assert_eq!(
-            got[0].polygon.as_deref(),
-            Some(
-                &[
-                    (1, 0),
-                    (2, 0),
-                    (2, 1),
-                    (1, 1),
-                    (1, 2),
-                    (0, 2),
-                    (0, 1),
-                    (1, 1),
-                    (1, 0)
-                ][..]
-            )
+            ring_of(&got[0]),
+            [
+                (1, 0),
+                (2, 0),
+                (2, 1),
+                (1, 1),
+                (1, 2),
+                (0, 2),
+                (0, 1),
+                (1, 1),
+                (1, 0)
+            ]
         );
     }
 
@@ -947,7 +1016,7 @@ mod tests {
             let (_, got) =
                 run_tracker(mask, w, 1, options(true), &mut ChaCha8Rng::seed_from_u64(0));
             assert_eq!(got.len(), 1);
-            got[0].polygon.clone().unwrap()
+            ring_of(&got[0])
         };
         // Single pixel at (3, 2).
         let mut px = vec![0u8; 6 * 4];
@@ -993,7 +1062,7 @@ mod tests {
     }
 
     #[test]
-    fn min_area_and_max_polygon_area() {
+    fn min_area_and_max_kept_area() {
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         // Components of area 1, 2, 4 and 9.
         #[rustfmt::skip]
@@ -1004,8 +1073,9 @@ mod tests {
             1, 1, 0, 0, 0, 0, 0, 0,
         ];
         let opts = TrackerOptions {
-            polygons: true,
-            max_polygon_area: 4,
+            pixels: true,
+            values: false,
+            max_kept_area: 4,
             min_area: 2,
         };
         for band in [1, 3, 4] {
@@ -1016,31 +1086,77 @@ mod tests {
                     count: 3,
                     foreground_pixels: 16,
                     dropped_small: 1,
-                    without_polygon: 1,
+                    too_large: 1,
                     mean_area: 5.0,
                 }
             );
-            let mut areas: Vec<_> = got.iter().map(|c| (c.area, c.polygon.is_some())).collect();
+            let mut areas: Vec<_> = got.iter().map(|c| (c.area, c.pixels.is_some())).collect();
             areas.sort_unstable();
             assert_eq!(areas, [(2, true), (4, true), (9, false)]);
         }
         let (stats, got) = run_tracker(&mask, 8, 2, options(false), &mut rng);
-        assert_eq!(stats.without_polygon, 0);
-        assert!(got.iter().all(|c| c.polygon.is_none()));
+        assert_eq!(stats.too_large, 0);
+        assert!(got.iter().all(|c| c.pixels.is_none()));
         let json = serde_json::to_value(&stats).unwrap();
         assert_eq!(json["count"], 4);
     }
 
     #[test]
+    fn values_follow_their_pixels_through_late_merges() {
+        // A comb whose teeth join only in the last row, pushed in uneven bands: every
+        // run's values must still be its own pixels' (score = x, hematoxylin = y).
+        let (w, h) = (22usize, 9usize);
+        let mut comb = vec![0u8; w * h];
+        for y in 0..h {
+            for x in (0..w).step_by(4) {
+                comb[y * w + x..y * w + x + 2].fill(1);
+            }
+        }
+        comb[(h - 1) * w..].fill(1);
+        let score: Vec<u8> = (0..w * h).map(|i| (i % w) as u8).collect();
+        let hematoxylin: Vec<u16> = (0..w * h).map(|i| (i / w) as u16).collect();
+        let mut tracker = ComponentTracker::new(
+            w as u32,
+            TrackerOptions {
+                values: true,
+                ..options(true)
+            },
+        );
+        for (y0, y1) in [(0, 3), (3, 4), (4, h)] {
+            tracker.push_rows(
+                &comb[y0 * w..y1 * w],
+                Some(RowValues {
+                    score: &score[y0 * w..y1 * w],
+                    hematoxylin: &hematoxylin[y0 * w..y1 * w],
+                }),
+            );
+        }
+        let (stats, found) = tracker.finish();
+        assert_eq!(stats.count, 1);
+        let pixels = found[0].pixels.as_ref().unwrap();
+        assert_eq!(pixels.score.len() as u64, found[0].area);
+        assert!(pixels
+            .runs
+            .windows(2)
+            .all(|r| (r[0].y, r[0].x0) < (r[1].y, r[1].x0)));
+        for run in &pixels.runs {
+            for (i, x) in (run.x0..run.x1).enumerate() {
+                assert_eq!(pixels.score[run.at + i], x as u8, "{run:?}");
+                assert_eq!(pixels.hematoxylin[run.at + i], run.y as u16, "{run:?}");
+            }
+        }
+    }
+
+    #[test]
     fn components_are_drainable_as_soon_as_they_finish() {
         let mut tracker = ComponentTracker::new(4, options(true));
-        tracker.push_rows(&[1, 1, 0, 0, 0, 0, 0, 0]);
+        tracker.push_rows(&[1, 1, 0, 0, 0, 0, 0, 0], None);
         let done: Vec<_> = tracker.drain_finished().collect();
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].area, 2);
         assert_eq!(done[0].centroid, (1.0, 0.5));
         assert_eq!(tracker.open_components(), 0);
-        tracker.push_rows(&[0, 0, 0, 1]);
+        tracker.push_rows(&[0, 0, 0, 1], None);
         assert_eq!(tracker.drain_finished().count(), 0);
         assert_eq!(tracker.open_components(), 1);
         let (stats, rest) = tracker.finish();
@@ -1098,8 +1214,9 @@ mod tests {
         const H: usize = 20_000;
         const BAND: usize = 100;
         let opts = TrackerOptions {
-            polygons: true,
-            max_polygon_area: 1000,
+            pixels: true,
+            values: false,
+            max_kept_area: 1000,
             min_area: 0,
         };
         let mut tracker = ComponentTracker::new(W as u32, opts);
@@ -1110,7 +1227,7 @@ mod tests {
                 let y = y0 + i;
                 row.fill(0);
                 // 3-px stripes every 64 px, cut every 64 rows, plus one stripe
-                // spanning the whole height (far above max_polygon_area).
+                // spanning the whole height (far above max_kept_area).
                 if y % 64 != 0 {
                     for x in (0..W - 8).step_by(64) {
                         row[x..x + 3].fill(1);
@@ -1118,7 +1235,7 @@ mod tests {
                 }
                 row[W - 4..].fill(1);
             }
-            tracker.push_rows(&band);
+            tracker.push_rows(&band, None);
             drained += tracker.drain_finished().count() as u64;
             assert!(tracker.open_components() <= W / 64 + 2);
             // Each open stripe holds at most 63 rows of runs; the tall one none.
@@ -1128,7 +1245,7 @@ mod tests {
         // H is not a multiple of 64: the last stripes and the tall one end with the mask.
         assert_eq!(rest.len(), W / 64 + 2);
         assert_eq!(stats.count, drained + rest.len() as u64);
-        assert_eq!(stats.without_polygon, 1);
+        assert_eq!(stats.too_large, 1);
         assert_eq!(stats.count, (W as u64 / 64 + 1) * (H as u64 / 64 + 1) + 1);
     }
 
@@ -1151,8 +1268,8 @@ mod tests {
             })
             .collect();
         discs.sort_unstable_by_key(|d| d.1 - d.2);
-        for polygons in [false, true] {
-            let mut tracker = ComponentTracker::new(N as u32, options(polygons));
+        for pixels in [false, true] {
+            let mut tracker = ComponentTracker::new(N as u32, options(pixels));
             let mut band = vec![0u8; N * BAND];
             let mut elapsed = Duration::ZERO;
             let mut fg = 0u64;
@@ -1175,7 +1292,7 @@ mod tests {
                 }
                 fg += band.iter().filter(|&&v| v != 0).count() as u64;
                 let start = Instant::now();
-                tracker.push_rows(&band);
+                tracker.push_rows(&band, None);
                 tracker.drain_finished().for_each(drop);
                 elapsed += start.elapsed();
             }
@@ -1183,7 +1300,7 @@ mod tests {
             let (stats, _) = tracker.finish();
             elapsed += start.elapsed();
             println!(
-                "polygons={polygons}: {} components, {:.1}% foreground, {:.3} s, {:.0} Mpx/s",
+                "pixels={pixels}: {} components, {:.1}% foreground, {:.3} s, {:.0} Mpx/s",
                 stats.count,
                 100.0 * fg as f64 / (N * N) as f64,
                 elapsed.as_secs_f64(),

@@ -7,7 +7,9 @@
 //! `"detection"` (lightweight objects, as QuPath's own nucleus detections; an
 //! `"annotation"` per nucleus would make the hierarchy unusably slow),
 //! `properties.classification` `{"name", "color": [r, g, b]}` and
-//! `properties.measurements` as a name → number map.
+//! `properties.measurements` as a name → number map, named as QuPath names its own
+//! (`Area µm^2`, `Perimeter µm`, …; `px` for level-0 pixels when the slide records no
+//! microns per pixel).
 //!
 //! Coordinates are level-0 pixel coordinates (y down), as QuPath expects for a
 //! slide; the caller scales mask coordinates. Rings are written as given: the
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::measurements::{LengthUnit, Measurements};
 use crate::atomic_file::{CommitError, Durability, PartialFile};
 
 /// Class name given to every feature.
@@ -48,11 +51,37 @@ pub enum GeoJsonError {
     InvalidRing { path: PathBuf, reason: &'static str },
 }
 
-/// Measurements attached to one nucleus.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct NucleusProperties {
-    /// Area in level-0 pixels.
-    pub area_px: f64,
+/// Measurements attached to one nucleus: those it has, sizes in `unit`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NucleusProperties<'a> {
+    pub measurements: &'a Measurements,
+    pub unit: LengthUnit,
+}
+
+impl Serialize for NucleusProperties<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (m, u) = (self.measurements, self.unit.symbol());
+        let entries = [
+            (format!("Area {u}^2"), Some(m.area)),
+            (format!("Perimeter {u}"), m.perimeter),
+            (
+                format!("Equivalent diameter {u}"),
+                Some(m.equivalent_diameter),
+            ),
+            ("Eccentricity".to_owned(), m.eccentricity),
+            ("Solidity".to_owned(), m.solidity),
+            ("Hematoxylin OD mean".to_owned(), m.hematoxylin_mean),
+            ("Score mean".to_owned(), m.score_mean),
+        ];
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in entries {
+            if let Some(value) = value {
+                map.serialize_entry(&name, &value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// Streaming writer of a nuclei FeatureCollection; see the module docs.
@@ -87,7 +116,7 @@ struct Polygon<'a> {
 struct Properties<'a> {
     object_type: &'static str,
     classification: Classification,
-    measurements: &'a NucleusProperties,
+    measurements: &'a NucleusProperties<'a>,
 }
 
 #[derive(Serialize)]
@@ -128,7 +157,7 @@ impl GeoJsonWriter {
     pub fn write_polygon(
         &mut self,
         ring: &[(f64, f64)],
-        properties: &NucleusProperties,
+        properties: &NucleusProperties<'_>,
     ) -> Result<(), GeoJsonError> {
         let reason = if ring.len() < 4 {
             Some("a ring needs at least 4 positions")
@@ -253,6 +282,27 @@ mod tests {
         vec![(x, y), (x + s, y), (x + s, y + s), (x, y + s), (x, y)]
     }
 
+    /// A nucleus of `area` with only the measurements every nucleus has.
+    fn area_only(area: f64) -> Measurements {
+        Measurements {
+            centroid: (0.0, 0.0),
+            area,
+            equivalent_diameter: 2.0 * (area / std::f64::consts::PI).sqrt(),
+            perimeter: None,
+            eccentricity: None,
+            solidity: None,
+            hematoxylin_mean: None,
+            score_mean: None,
+        }
+    }
+
+    fn props(m: &Measurements) -> NucleusProperties<'_> {
+        NucleusProperties {
+            measurements: m,
+            unit: LengthUnit::Level0Pixel,
+        }
+    }
+
     #[test]
     fn writes_a_feature_collection_qupath_can_import() {
         let dir = tempfile::tempdir().unwrap();
@@ -260,11 +310,19 @@ mod tests {
         let mut writer = GeoJsonWriter::create(&path).unwrap();
         assert!(dir.path().join("nuclei.geojson.partial").exists());
         assert!(!path.exists());
+        let measured = Measurements {
+            perimeter: Some(10.0),
+            solidity: Some(1.0),
+            hematoxylin_mean: Some(0.3),
+            ..area_only(6.25)
+        };
         for i in 0..3 {
             let ring = square(10.0 * i as f64, 5.0, 2.5);
-            writer
-                .write_polygon(&ring, &NucleusProperties { area_px: 6.25 })
-                .unwrap();
+            let properties = NucleusProperties {
+                measurements: &measured,
+                unit: LengthUnit::Micron,
+            };
+            writer.write_polygon(&ring, &properties).unwrap();
         }
         assert_eq!(writer.features_written(), 3);
         assert_eq!(writer.finish().unwrap(), path);
@@ -303,7 +361,22 @@ mod tests {
                 props["classification"]["color"],
                 serde_json::json!(NUCLEUS_COLOR)
             );
-            assert_eq!(props["measurements"]["area_px"], 6.25);
+            let measurements = props["measurements"].as_object().unwrap();
+            let mut names: Vec<&str> = measurements.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            assert_eq!(
+                names,
+                [
+                    "Area µm^2",
+                    "Equivalent diameter µm",
+                    "Hematoxylin OD mean",
+                    "Perimeter µm",
+                    "Solidity"
+                ],
+                "QuPath's names, only what was measured"
+            );
+            assert_eq!(measurements["Area µm^2"], 6.25);
+            assert_eq!(measurements["Hematoxylin OD mean"], 0.3);
         }
     }
 
@@ -322,7 +395,7 @@ mod tests {
         let path = dir.path().join("abandoned.geojson");
         let mut writer = GeoJsonWriter::create(&path).unwrap();
         writer
-            .write_polygon(&square(0.0, 0.0, 1.0), &NucleusProperties { area_px: 1.0 })
+            .write_polygon(&square(0.0, 0.0, 1.0), &props(&area_only(1.0)))
             .unwrap();
         drop(writer);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -342,7 +415,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.geojson");
         let mut writer = GeoJsonWriter::create(&path).unwrap();
-        let props = NucleusProperties { area_px: 1.0 };
+        let area = area_only(1.0);
+        let props = props(&area);
         let open = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)];
         let short = [(0.0, 0.0), (1.0, 0.0), (0.0, 0.0)];
         let nan = [(0.0, 0.0), (f64::NAN, 0.0), (1.0, 1.0), (0.0, 0.0)];

@@ -6,6 +6,7 @@
 //! pixel's value does not depend on which tile reads it and tiling stays seam-free in model
 //! space too.
 
+use super::scale::MppSource;
 use super::SegmentError;
 use crate::slide::grid::Rect;
 use crate::slide::{RgbRegion, Slide, SlideError};
@@ -21,8 +22,10 @@ pub struct Geometry {
     pub output_height: u64,
     /// Level-0 pixels per output pixel.
     pub output_downsample: f64,
-    /// Microns per output pixel, when the slide says.
+    /// Microns per output pixel, when the slide (or `--mpp`) says.
     pub output_mpp: Option<(f64, f64)>,
+    /// Where `output_mpp` came from.
+    pub mpp_source: MppSource,
     /// Model pixels per output pixel: 1 reads the level as it is; 2 means the model sees
     /// the slide at twice the output resolution.
     pub scale: f64,
@@ -46,6 +49,7 @@ impl Geometry {
             output_mpp: slide
                 .mpp()
                 .map(|(x, y)| (x * info.downsample, y * info.downsample)),
+            mpp_source: MppSource::Slide,
             scale: 1.0,
             model_width: info.width,
             model_height: info.height,
@@ -60,7 +64,21 @@ impl Geometry {
         level: usize,
         target_mpp: f64,
     ) -> Result<Self, SegmentError> {
-        let native = Self::native(slide, level)?;
+        Self::native(slide, level)?.resampled_to(slide, target_mpp)
+    }
+
+    /// This native geometry with the slide's level-0 scale given (`--mpp`) rather than read.
+    pub fn with_level0_mpp(self, mpp: f64) -> Self {
+        Self {
+            output_mpp: Some((mpp * self.output_downsample, mpp * self.output_downsample)),
+            mpp_source: MppSource::Flag,
+            ..self
+        }
+    }
+
+    /// This native geometry with the model running at `target_mpp` µm per pixel.
+    pub fn resampled_to(self, slide: &dyn Slide, target_mpp: f64) -> Result<Self, SegmentError> {
+        let native = self;
         let Some((mpp_x, mpp_y)) = native.output_mpp else {
             return Err(SegmentError::NoMpp {
                 path: slide.path().to_path_buf(),
@@ -118,6 +136,21 @@ impl Geometry {
         (0..self.output_width)
             .map(|x| model_coordinate(x, self.scale, self.model_width) as u32)
             .collect()
+    }
+
+    /// A whole model-space mask at the output's size (nearest neighbour, as the streamed
+    /// rows are mapped).
+    pub fn to_output(&self, model_mask: &[u8]) -> Vec<u8> {
+        if self.is_native() {
+            return model_mask.to_vec();
+        }
+        let columns = self.model_columns();
+        let mut out = Vec::with_capacity(columns.len() * self.output_height as usize);
+        for y in 0..self.output_height {
+            let row = &model_mask[(self.model_row_of(y) * self.model_width) as usize..];
+            out.extend(columns.iter().map(|&x| row[x as usize]));
+        }
+        out
     }
 
     /// Reads a model-space rectangle (white outside the slide).

@@ -21,30 +21,40 @@
 //! of the image segmented whole, bit for bit (on deterministic kernels).
 
 mod assemble;
+pub mod calibration;
 pub mod components;
 pub mod geojson;
 mod geometry;
+mod measurements;
+mod nuclei;
+mod nuclei_table;
 mod outputs;
 mod overlay;
+mod pixel_values;
 mod predict;
+mod scale;
 mod summary;
 
 pub use geometry::Geometry;
+pub use measurements::LengthUnit;
 pub use overlay::Coverage;
 pub use predict::{Predictor, Window};
+pub use scale::{model_mpp, parse_mpp, plan_geometry, MppSource, ScaleUsed, TargetScale};
 pub use summary::{
     peak_rss_mb, ModelUsed, NucleiSummary, SegmentSummary, Settings, TileCounts, Timings,
 };
 
 use crate::model::ModelError;
-use crate::morphology::{postprocess, POSTPROCESS_REACH};
+use crate::morphology::Postprocess;
 use crate::pipeline::{progress_bar, CancelToken, Pipeline, PipelineError};
 use crate::slide::grid::{Rect, Tile, TileGrid};
 use crate::slide::tissue::{detect_slide_tissue, TissueMask, TissueParams};
 use crate::slide::{read_overview, RgbRegion, Slide, SlideError};
 use crate::tiff::{Channels, Downsample, PyramidOptions, PyramidWriter, TiffWriteError};
-use assemble::{BandAssembler, OutputRows};
-use outputs::MaskOutputs;
+use assemble::{BandAssembler, CoreMask, OutputRows};
+use nuclei_table::NucleiTable;
+use outputs::{MaskOutputs, NucleiSetup};
+use pixel_values::{quantised_score, CoreValues, HematoxylinDensity};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -62,7 +72,7 @@ pub enum SegmentError {
     GeoJson(#[from] geojson::GeoJsonError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
-    #[error("{path}: the slide does not record its microns per pixel, so --target-mpp cannot resample it; segment it natively (drop --target-mpp)")]
+    #[error("{path}: the slide does not record its microns per pixel, so --target-mpp cannot resample it; give its scale with --mpp, or segment it natively (--target-mpp native)")]
     NoMpp { path: PathBuf },
     #[error("{0}")]
     InvalidOption(String),
@@ -93,15 +103,21 @@ pub struct SegmentOptions {
     pub postprocess: bool,
     /// Run the model on background tiles too, and keep foreground outside detected tissue.
     pub all_tiles: bool,
-    /// Nuclei smaller than this (px) are left out of the count.
-    pub min_nucleus_area: u64,
+    /// Nuclei smaller than this (µm²) are left out of the count.
+    pub min_nucleus_area_um2: f64,
     /// Tile size of the TIFF written.
     pub tiff_tile: u32,
     pub overlay: bool,
     pub geojson: bool,
+    /// Split touching nuclei (watershed on each finished component).
+    pub separate: bool,
+    /// Measure every nucleus and write `MASK.nuclei.csv.gz`.
+    pub measure: bool,
     pub show_progress: bool,
-    /// Recorded in the summary only (the geometry already applies it).
-    pub target_mpp: Option<f64>,
+    /// The scale asked for; the geometry already applies it, the summary explains it.
+    pub target: TargetScale,
+    /// `--mpp`, recorded in the summary only (the geometry already applies it).
+    pub mpp: Option<f64>,
 }
 
 impl SegmentOptions {
@@ -129,12 +145,15 @@ impl Default for SegmentOptions {
             workers: 2,
             postprocess: true,
             all_tiles: false,
-            min_nucleus_area: 0,
+            min_nucleus_area_um2: 0.0,
             tiff_tile: 512,
             overlay: true,
             geojson: false,
+            separate: true,
+            measure: true,
             show_progress: false,
-            target_mpp: None,
+            target: TargetScale::Model,
+            mpp: None,
         }
     }
 }
@@ -151,7 +170,11 @@ struct TileItem {
     /// Where the post-processed region lies in the read rectangle.
     window: predict::Window,
     pixels: Option<RgbRegion>,
+    /// Quantised hematoxylin density of the core, when nuclei are measured.
+    hematoxylin: Option<Vec<u16>>,
     foreground: Option<Vec<u8>>,
+    /// Nucleus score of the window, when nuclei are measured.
+    score: Option<Vec<f32>>,
 }
 
 /// Segments `slide` at `geometry` with `predictor` into the pyramidal TIFF `mask`, plus
@@ -172,12 +195,11 @@ pub fn segment_slide(
     let tissue = Arc::new(tissue);
     let tissue_detection_s = started.elapsed().as_secs_f64();
 
-    let reach = if options.postprocess {
-        POSTPROCESS_REACH
-    } else {
-        0
-    };
-    let halo = predictor.halo(reach);
+    let scale = ScaleUsed::new(geometry, options, &predictor);
+    scale.log(slide.path());
+    let morphology = scale.postprocess();
+    let reach = morphology.as_ref().map_or(0, Postprocess::reach);
+    let halo = scale.halo_px;
     let alignment = predictor.alignment();
     if options.tile % alignment != 0 {
         return Err(SegmentError::InvalidOption(format!(
@@ -215,6 +237,8 @@ pub fn segment_slide(
         })
         .collect();
     let segmented = items.iter().filter(|(_, run, _)| *run).count();
+    let stain_gamma =
+        calibration::stain_gamma(&predictor, slide.as_ref(), geometry, tissue.as_ref())?;
 
     let writer = PyramidWriter::create(
         mask,
@@ -244,14 +268,19 @@ pub fn segment_slide(
         .geojson
         .then(|| geojson::GeoJsonWriter::create(&sidecar_path(mask, ".geojson")))
         .transpose()?;
+    let nuclei_setup = NucleiSetup::new(options, geometry, &scale);
+    let nuclei_scale = nuclei_setup.scale;
+    let table = options
+        .measure
+        .then(|| {
+            NucleiTable::create(
+                &sidecar_path(mask, ".nuclei.csv.gz"),
+                nuclei_setup.scale.unit,
+            )
+        })
+        .transpose()?;
     let coverage = Coverage::new(geometry.output_width, geometry.output_height);
-    let outputs = MaskOutputs::new(
-        writer,
-        geometry,
-        geojson,
-        options.min_nucleus_area,
-        coverage,
-    );
+    let outputs = MaskOutputs::new(writer, geometry, geojson, table, nuclei_setup, coverage);
 
     let bar = progress_bar(
         "segment tiles",
@@ -274,6 +303,7 @@ pub fn segment_slide(
     });
     let reader_slide = Arc::clone(&slide);
     let reader_geometry = geometry.clone();
+    let density = options.measure.then(HematoxylinDensity::default);
     let decoded = run.map(
         "decode",
         queued,
@@ -285,15 +315,20 @@ pub fn segment_slide(
             } else {
                 None
             };
+            let hematoxylin = density.as_ref().zip(pixels.as_ref()).map(|(d, p)| {
+                d.quantised(p, tile.core_offset(), (tile.core.width, tile.core.height))
+            });
             Ok(TileItem {
                 tile,
                 window,
                 pixels,
+                hematoxylin,
                 foreground: None,
+                score: None,
             })
         },
     );
-    let batch = options.batch;
+    let (batch, measure) = (options.batch, options.measure);
     let model_predictor = Arc::clone(&predictor);
     let predicted = run.transform("model", decoded, capacity, move |input, emit| {
         let mut pending: Vec<TileItem> = Vec::new();
@@ -306,20 +341,20 @@ pub fn segment_slide(
             }
             pending.push(item);
             if pending.iter().filter(|i| i.pixels.is_some()).count() == batch {
-                predict_batch(&model_predictor, &mut pending);
+                predict_batch(&model_predictor, &mut pending, stain_gamma, measure);
                 for item in pending.drain(..) {
                     emit.send(item)?;
                 }
             }
         }
-        predict_batch(&model_predictor, &mut pending);
+        predict_batch(&model_predictor, &mut pending, stain_gamma, measure);
         for item in pending {
             emit.send(item)?;
         }
         Ok(())
     });
     let post = PostProcessing {
-        morphology: options.postprocess,
+        morphology,
         // Nuclei live in tissue: keep foreground only there (unless every tile is wanted).
         tissue: (!options.all_tiles).then(|| Arc::clone(&tissue)),
         level0_per_model: geometry.output_downsample / geometry.scale,
@@ -329,9 +364,9 @@ pub fn segment_slide(
         predicted,
         options.workers,
         capacity,
-        move |item: TileItem| Ok((item.tile, post.core_mask(&item))),
+        move |item: TileItem| Ok((item.tile, post.core_mask(item))),
     );
-    let mut assembler = BandAssembler::new(&grid, geometry.model_width);
+    let mut assembler = BandAssembler::new(&grid, geometry.model_width, options.measure);
     let mut rows = OutputRows::new(geometry);
     // Shared with the sink only to be taken back after the join; a failed run drops it,
     // which removes the partial files.
@@ -341,13 +376,13 @@ pub fn segment_slide(
     run.sink(
         "write",
         cores,
-        move |(tile, core): (Tile, Option<Vec<u8>>)| {
-            if let Some(band) = assembler.place(&tile, core.as_deref()) {
+        move |(tile, core): (Tile, Option<CoreMask>)| {
+            if let Some(band) = assembler.place(&tile, core.as_ref()) {
                 let mut guard = sink_outputs.lock().unwrap_or_else(PoisonError::into_inner);
                 let outputs = guard
                     .as_mut()
                     .expect("outputs are taken only after the run");
-                rows.push(&band, |chunk| outputs.push_rows(chunk))?;
+                rows.push(&band, |chunk, values| outputs.push_rows(chunk, values))?;
             }
             sink_bar.inc(1);
             Ok(())
@@ -385,14 +420,13 @@ pub fn segment_slide(
 
     let output_px = geometry.output_width as f64 * geometry.output_height as f64;
     let tissue_fraction = tissue.fraction();
-    let area_px = finished.nuclei.foreground_pixels;
     let total_s = started.elapsed().as_secs_f64();
     let card = predictor.card();
     let summary = SegmentSummary {
         slide: slide.path().to_path_buf(),
-        mask: finished.mask,
+        mask: finished.mask.clone(),
         overlay,
-        geojson: finished.geojson,
+        geojson: finished.geojson.clone(),
         model: ModelUsed {
             source: predictor.source().to_owned(),
             method: card.method,
@@ -400,17 +434,21 @@ pub fn segment_slide(
             threshold: card.threshold,
             train_mpp: card.train_mpp,
             device: crate::device::describe(predictor.device()),
+            stain_gamma: card.stain_calibration.map(|_| stain_gamma),
         },
         settings: Settings {
             tile: options.tile,
-            halo,
             batch: options.batch,
             postprocess: options.postprocess,
             all_tiles: options.all_tiles,
-            min_nucleus_area: options.min_nucleus_area,
+            min_nucleus_area_um2: options.min_nucleus_area_um2,
             level: geometry.output_level,
-            target_mpp: options.target_mpp,
+            target_mpp: options.target,
+            mpp: options.mpp,
+            separate: options.separate,
+            measure: options.measure,
         },
+        scale,
         geometry: geometry.clone(),
         tiles: TileCounts {
             total: grid.len(),
@@ -418,17 +456,13 @@ pub fn segment_slide(
             segmented,
         },
         tissue_fraction,
-        nuclei: NucleiSummary {
-            count: finished.nuclei.count,
-            area_px,
-            area_fraction_of_slide: area_px as f64 / output_px,
-            area_fraction_of_tissue: if tissue_fraction > 0.0 {
-                area_px as f64 / (output_px * tissue_fraction)
-            } else {
-                0.0
-            },
-            components: finished.nuclei,
-        },
+        nuclei: NucleiSummary::new(
+            &finished,
+            options.separate,
+            &nuclei_scale,
+            output_px,
+            tissue_fraction,
+        ),
         timings: Timings {
             total_s,
             tissue_detection_s,
@@ -477,38 +511,52 @@ fn window_of(tile: &Tile, reach: u32, bounds: &Rect) -> predict::Window {
     }
 }
 
-/// Runs the model on the tiles of `pending` that have pixels, freeing the pixels.
-fn predict_batch(predictor: &Predictor, pending: &mut [TileItem]) {
+/// Runs the model on the tiles of `pending` that have pixels (calibrated by the slide's
+/// `stain_gamma`), freeing the pixels.
+/// With `scores`, each tile's nucleus score is kept too, for the measurements.
+fn predict_batch(predictor: &Predictor, pending: &mut [TileItem], stain_gamma: f64, scores: bool) {
     let (tiles, windows): (Vec<&RgbRegion>, Vec<predict::Window>) = pending
         .iter()
         .filter_map(|item| item.pixels.as_ref().map(|p| (p, item.window)))
         .unzip();
-    let mut masks = predictor.predict(&tiles, &windows).into_iter();
+    let predictions: Vec<(Vec<u8>, Option<Vec<f32>>)> = if scores {
+        let scored = predictor.predict_scored(&tiles, &windows, stain_gamma);
+        scored
+            .into_iter()
+            .map(|(mask, score)| (mask, Some(score)))
+            .collect()
+    } else {
+        let masks = predictor.predict(&tiles, &windows, stain_gamma);
+        masks.into_iter().map(|mask| (mask, None)).collect()
+    };
+    let mut predictions = predictions.into_iter();
     for item in pending.iter_mut().filter(|item| item.pixels.is_some()) {
+        let (mask, score) = predictions.next().expect("one prediction per tile");
         item.pixels = None;
-        item.foreground = masks.next();
+        item.foreground = Some(mask);
+        item.score = score;
     }
 }
 
 /// What the post-processing workers do to a tile's raw foreground.
 struct PostProcessing {
-    /// The paper's opening/closing sequence.
-    morphology: bool,
+    /// The paper's opening/closing sequence at the model's scale.
+    morphology: Option<Postprocess>,
     /// Clear foreground outside this tissue map (level-0 coordinates).
     tissue: Option<Arc<TissueMask>>,
     level0_per_model: f64,
 }
 
 impl PostProcessing {
-    /// The final 0/255 mask of a tile's core; `None` when it is all background.
-    fn core_mask(&self, item: &TileItem) -> Option<Vec<u8>> {
+    /// The final 0/255 mask of a tile's core, with the core's values when the tile has
+    /// them; `None` when it is all background.
+    fn core_mask(&self, item: TileItem) -> Option<CoreMask> {
         let foreground = item.foreground.as_ref()?;
         let window = item.window;
         let (ww, wh) = (window.width as usize, window.height as usize);
-        let cleaned = if self.morphology {
-            postprocess(foreground, ww, wh)
-        } else {
-            foreground.clone()
+        let cleaned = match &self.morphology {
+            Some(morphology) => morphology.apply(foreground, ww, wh),
+            None => foreground.clone(),
         };
         let (core_x, core_y) = item.tile.core_offset();
         let (dx, dy) = ((core_x - window.x) as usize, (core_y - window.y) as usize);
@@ -526,7 +574,22 @@ impl PostProcessing {
                 mask.push(if keep { 255 } else { 0 });
             }
         }
-        mask.iter().any(|&v| v != 0).then_some(mask)
+        if mask.iter().all(|&v| v == 0) {
+            return None;
+        }
+        let values = item
+            .score
+            .zip(item.hematoxylin)
+            .map(|(score, hematoxylin)| {
+                let score = score[dy * ww..]
+                    .chunks_exact(ww)
+                    .take(ch)
+                    .flat_map(|row| &row[dx..dx + cw])
+                    .map(|&s| quantised_score(s))
+                    .collect();
+                CoreValues { score, hematoxylin }
+            });
+        Some(CoreMask { mask, values })
     }
 }
 

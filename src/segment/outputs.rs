@@ -1,18 +1,52 @@
 //! Everything made from the finished mask rows, in one pass: the pyramidal TIFF, the
-//! nuclei count (connected components), the GeoJSON contours and the low-resolution
-//! coverage map the QC overlay is drawn from.
+//! nuclei (connected components, split by the watershed and measured), their GeoJSON
+//! outlines and table, and the low-resolution coverage map the QC overlay is drawn from.
 
-use super::components::{Component, ComponentStats, ComponentTracker, TrackerOptions};
+use super::components::{
+    exterior_ring, ComponentStats, ComponentTracker, RowValues, TrackerOptions,
+};
 use super::geojson::{GeoJsonWriter, NucleusProperties};
 use super::geometry::Geometry;
+use super::measurements::{measure, Measurements, Scale};
+use super::nuclei::{Nucleus, SplitStats, Splitter};
+use super::nuclei_table::NucleiTable;
 use super::overlay::Coverage;
-use super::SegmentError;
+use super::{MppSource, ScaleUsed, SegmentError, SegmentOptions};
 use crate::tiff::PyramidWriter;
+use crate::watershed::SeparationParams;
 use std::path::PathBuf;
 
-/// Biggest component (px) whose outline is kept for GeoJSON: far above any nucleus, so
-/// only a runaway mask loses outlines, and memory stays bounded.
-const MAX_POLYGON_AREA: u64 = 1 << 20;
+/// Biggest component (px) whose pixels are kept for outlines, splitting and measurements:
+/// far above any nucleus, so only a runaway mask loses them, and memory stays bounded.
+const MAX_KEPT_AREA: u64 = 1 << 20;
+
+/// How finished components become the nuclei reported.
+#[derive(Debug, Clone, Copy)]
+pub struct NucleiSetup {
+    /// Split touching nuclei with these parameters; `None`: components are nuclei.
+    pub separation: Option<SeparationParams>,
+    /// Measure every nucleus (per-pixel values come with the rows).
+    pub measure: bool,
+    /// Objects smaller than this (px) are not nuclei.
+    pub min_area: u64,
+    pub scale: Scale,
+}
+
+impl NucleiSetup {
+    /// The nuclei `options` ask for on a slide segmented at `geometry` and `scale`.
+    pub fn new(options: &SegmentOptions, geometry: &Geometry, scale: &ScaleUsed) -> Self {
+        // µm per output pixel. An assumed scale (the slide records none) is good enough to
+        // size the watershed, whose defaults are in µm, but not to report µm.
+        let microns = scale.slide_mpp * geometry.output_downsample;
+        let known = (scale.slide_mpp_source != MppSource::Assumed).then_some(microns);
+        Self {
+            separation: options.separate.then(|| SeparationParams::at_mpp(microns)),
+            measure: options.measure,
+            min_area: scale.min_nucleus_area_px,
+            scale: Scale::new(known, geometry.output_downsample),
+        }
+    }
+}
 
 pub struct MaskOutputs {
     writer: PyramidWriter,
@@ -20,17 +54,26 @@ pub struct MaskOutputs {
     /// Rows waiting for a full TIFF tile row.
     pending: Vec<u8>,
     tracker: ComponentTracker,
-    geojson: Option<GeoJsonWriter>,
-    /// Level-0 pixels per output pixel, for GeoJSON coordinates.
-    level0_per_output: f64,
+    nuclei: NucleusReport,
     coverage: Coverage,
+}
+
+/// Where nuclei go once their component is finished.
+struct NucleusReport {
+    splitter: Splitter,
+    measure: bool,
+    scale: Scale,
+    geojson: Option<GeoJsonWriter>,
+    table: Option<NucleiTable>,
 }
 
 /// What the outputs add up to once the last row is in.
 pub struct FinishedOutputs {
     pub mask: PathBuf,
     pub geojson: Option<PathBuf>,
-    pub nuclei: ComponentStats,
+    pub table: Option<PathBuf>,
+    pub components: ComponentStats,
+    pub nuclei: SplitStats,
     pub coverage: Coverage,
 }
 
@@ -39,30 +82,46 @@ impl MaskOutputs {
         writer: PyramidWriter,
         geometry: &Geometry,
         geojson: Option<GeoJsonWriter>,
-        min_nucleus_area: u64,
+        table: Option<NucleiTable>,
+        setup: NucleiSetup,
         coverage: Coverage,
     ) -> Self {
         let width = geometry.output_width as usize;
         let options = TrackerOptions {
-            polygons: geojson.is_some(),
-            max_polygon_area: MAX_POLYGON_AREA,
-            min_area: min_nucleus_area,
+            pixels: geojson.is_some() || setup.separation.is_some() || setup.measure,
+            values: setup.measure,
+            max_kept_area: MAX_KEPT_AREA,
+            min_area: setup.min_area,
         };
         Self {
             writer,
             width,
             pending: Vec::new(),
             tracker: ComponentTracker::new(width as u32, options),
-            geojson,
-            level0_per_output: geometry.output_downsample,
+            nuclei: NucleusReport {
+                splitter: Splitter::new(setup.separation, setup.min_area),
+                measure: setup.measure,
+                scale: setup.scale,
+                geojson,
+                table,
+            },
             coverage,
         }
     }
 
-    /// Takes whole output rows (0 or 255), top to bottom.
-    pub fn push_rows(&mut self, rows: &[u8]) -> Result<(), SegmentError> {
-        self.tracker.push_rows(rows);
-        self.write_polygons()?;
+    /// Takes whole output rows (0 or 255), top to bottom, with their pixels' values when
+    /// nuclei are measured.
+    pub fn push_rows(
+        &mut self,
+        rows: &[u8],
+        values: Option<RowValues<'_>>,
+    ) -> Result<(), SegmentError> {
+        self.tracker.push_rows(rows, values);
+        for component in self.tracker.drain_finished() {
+            for nucleus in self.nuclei.splitter.split(component) {
+                self.nuclei.report(nucleus)?;
+            }
+        }
         self.coverage.push_rows(rows);
         let mut rest = rows;
         while !rest.is_empty() {
@@ -84,60 +143,54 @@ impl MaskOutputs {
         Ok(())
     }
 
-    fn write_polygons(&mut self) -> Result<(), SegmentError> {
-        if let Some(geojson) = &mut self.geojson {
-            write_outlines(
-                geojson,
-                self.level0_per_output,
-                self.tracker.drain_finished(),
-            )?;
-        }
-        Ok(())
-    }
-
     /// Closes every file; only now do they appear under their final names.
     pub fn finish(self) -> Result<FinishedOutputs, SegmentError> {
-        let (nuclei, last) = self.tracker.finish();
-        let mask = self.writer.finish()?;
-        let geojson = match self.geojson {
-            Some(mut geojson) => {
-                write_outlines(&mut geojson, self.level0_per_output, last.into_iter())?;
-                Some(geojson.finish()?)
+        let (components, last) = self.tracker.finish();
+        let mut nuclei = self.nuclei;
+        for component in last {
+            for nucleus in nuclei.splitter.split(component) {
+                nuclei.report(nucleus)?;
             }
-            None => None,
-        };
+        }
+        let mask = self.writer.finish()?;
+        let geojson = nuclei.geojson.map(GeoJsonWriter::finish).transpose()?;
+        let table = nuclei.table.map(NucleiTable::finish).transpose()?;
         Ok(FinishedOutputs {
             mask,
             geojson,
-            nuclei,
+            table,
+            components,
+            nuclei: nuclei.splitter.stats().clone(),
             coverage: self.coverage,
         })
     }
 }
 
-/// Writes the outlines of `nuclei`, scaled from output to level-0 pixels.
-fn write_outlines(
-    geojson: &mut GeoJsonWriter,
-    level0_per_output: f64,
-    nuclei: impl Iterator<Item = Component>,
-) -> Result<(), SegmentError> {
-    for nucleus in nuclei {
-        let Some(polygon) = &nucleus.polygon else {
-            continue;
-        };
-        let ring: Vec<(f64, f64)> = polygon
-            .iter()
-            .map(|&(x, y)| {
-                (
-                    f64::from(x) * level0_per_output,
-                    y as f64 * level0_per_output,
-                )
-            })
-            .collect();
-        let properties = NucleusProperties {
-            area_px: nucleus.area as f64 * level0_per_output * level0_per_output,
-        };
-        geojson.write_polygon(&ring, &properties)?;
+impl NucleusReport {
+    /// Outlines and measures `nucleus` as the outputs need, and writes it to them.
+    fn report(&mut self, nucleus: Nucleus) -> Result<(), SegmentError> {
+        let shape = nucleus
+            .pixels
+            .as_ref()
+            .filter(|_| self.measure)
+            .map(measure);
+        let measurements =
+            Measurements::new(nucleus.area, nucleus.centroid, shape.as_ref(), &self.scale);
+        if let (Some(geojson), Some(pixels)) = (&mut self.geojson, &nucleus.pixels) {
+            let to_level0 = self.scale.level0_per_pixel;
+            let ring: Vec<(f64, f64)> = exterior_ring(&pixels.runs)
+                .iter()
+                .map(|&(x, y)| (f64::from(x) * to_level0, y as f64 * to_level0))
+                .collect();
+            let properties = NucleusProperties {
+                measurements: &measurements,
+                unit: self.scale.unit,
+            };
+            geojson.write_polygon(&ring, &properties)?;
+        }
+        if let Some(table) = &mut self.table {
+            table.push(&measurements)?;
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -4,6 +4,7 @@
 use super::SegmentError;
 use crate::model::{load_run, Architecture, InputNormalisation, LoadedModel, Method, ModelCard};
 use crate::slide::RgbRegion;
+use crate::stain::{calibrate, calibration_gamma};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tch::{Device, Kind, Tensor};
@@ -94,6 +95,7 @@ impl Predictor {
                 selection: None,
                 hematoxylin_agreement: Vec::new(),
                 width: None,
+                stain_calibration: None,
             },
             device: Device::Cpu,
             source: format!("baseline threshold:{threshold}"),
@@ -134,57 +136,120 @@ impl Predictor {
         (self.receptive_radius() + reach).next_multiple_of(self.alignment())
     }
 
-    /// Foreground (0/1) inside `windows[i]` of `tiles[i]`. All tiles must have the same
-    /// size. One host transfer per batch, however many tiles.
-    pub fn predict(&self, tiles: &[&RgbRegion], windows: &[Window]) -> Vec<Vec<u8>> {
-        assert_eq!(tiles.len(), windows.len(), "one window per tile");
-        let Some(first) = tiles.first() else {
-            return Vec::new();
-        };
-        let (width, height) = (first.width, first.height);
-        let mut bytes = Vec::with_capacity(tiles.len() * first.pixels.len());
-        for tile in tiles {
-            assert!(
-                tile.width == width && tile.height == height,
-                "tiles of one batch must have the same size"
-            );
-            bytes.extend_from_slice(&tile.pixels);
-        }
-        let foreground = tch::no_grad(|| {
-            // Contiguous NCHW: the same layout (and so the same kernels) for every batch.
-            let images = Tensor::from_slice(&bytes)
-                .view([tiles.len() as i64, i64::from(height), i64::from(width), 3])
-                .to_device(self.device)
-                .permute([0, 3, 1, 2])
-                .to_kind(Kind::Float)
-                .contiguous()
-                / 255.0;
-            let mask = self.model().foreground(&self.card, &images);
-            let crops: Vec<Tensor> = windows
-                .iter()
-                .enumerate()
-                .map(|(i, w)| {
-                    mask.get(i as i64)
-                        .narrow(0, i64::from(w.y), i64::from(w.height))
-                        .narrow(1, i64::from(w.x), i64::from(w.width))
-                        .reshape([-1])
-                })
-                .collect();
-            Tensor::cat(&crops, 0)
-                .to_kind(Kind::Uint8)
-                .to_device(Device::Cpu)
-        });
-        let flat = Vec::<u8>::try_from(foreground).expect("1-D uint8 tensor");
-        let mut rest = flat.as_slice();
-        windows
-            .iter()
-            .map(|w| {
-                let (this, next) = rest.split_at(w.len());
-                rest = next;
-                this.to_vec()
-            })
-            .collect()
+    /// The stain-calibration gamma for a slide (or image) whose hematoxylin cut is
+    /// `hematoxylin_cut` (see `crate::stain`): 1 when the model was trained without
+    /// calibration. One value per slide, so tiles stay seam-free.
+    pub fn stain_gamma(&self, hematoxylin_cut: f64) -> f64 {
+        self.card.stain_calibration.map_or(1.0, |calibration| {
+            calibration_gamma(calibration.hematoxylin_cut, hematoxylin_cut)
+        })
     }
+
+    /// Foreground (0/1) inside `windows[i]` of `tiles[i]`, the tiles calibrated by
+    /// `stain_gamma` (see [`Self::stain_gamma`]). All tiles must have the same size. One
+    /// host transfer per batch, however many tiles.
+    pub fn predict(
+        &self,
+        tiles: &[&RgbRegion],
+        windows: &[Window],
+        stain_gamma: f64,
+    ) -> Vec<Vec<u8>> {
+        self.predict_planes(tiles, windows, stain_gamma, false).0
+    }
+
+    /// [`Self::predict`] with each window's nucleus score (see
+    /// [`LoadedModel::score_and_foreground`]): `(foreground, score)`.
+    pub fn predict_scored(
+        &self,
+        tiles: &[&RgbRegion],
+        windows: &[Window],
+        stain_gamma: f64,
+    ) -> Vec<(Vec<u8>, Vec<f32>)> {
+        let (masks, scores) = self.predict_planes(tiles, windows, stain_gamma, true);
+        masks.into_iter().zip(scores).collect()
+    }
+
+    /// The foreground of each window and, when `scores`, its score (empty otherwise).
+    fn predict_planes(
+        &self,
+        tiles: &[&RgbRegion],
+        windows: &[Window],
+        stain_gamma: f64,
+        scores: bool,
+    ) -> (Vec<Vec<u8>>, Vec<Vec<f32>>) {
+        assert_eq!(tiles.len(), windows.len(), "one window per tile");
+        if tiles.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let (foreground, score) = tch::no_grad(|| {
+            let images = unit_images(tiles, self.device);
+            let images = if stain_gamma == 1.0 {
+                images
+            } else {
+                calibrate(&images, &[stain_gamma]).contiguous()
+            };
+            let (score, mask) = self.model().score_and_foreground(&self.card, &images);
+            let crops = |plane: &Tensor| -> Tensor {
+                let crops: Vec<Tensor> = windows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        plane
+                            .get(i as i64)
+                            .narrow(0, i64::from(w.y), i64::from(w.height))
+                            .narrow(1, i64::from(w.x), i64::from(w.width))
+                            .reshape([-1])
+                    })
+                    .collect();
+                Tensor::cat(&crops, 0)
+            };
+            // One host transfer per plane and batch; the score goes as it is, so that the
+            // model's thread, the one every tile waits on, does nothing more with it.
+            let foreground = crops(&mask).to_kind(Kind::Uint8).to_device(Device::Cpu);
+            let score = scores.then(|| crops(&score).to_device(Device::Cpu));
+            (foreground, score)
+        });
+        let foreground = Vec::<u8>::try_from(foreground).expect("1-D uint8 tensor");
+        let score = score.map(|s| Vec::<f32>::try_from(s).expect("1-D float tensor"));
+        (
+            split_windows(&foreground, windows),
+            score.map_or_else(Vec::new, |s| split_windows(&s, windows)),
+        )
+    }
+}
+
+/// `flat`, the windows' pixels one window after the other, cut into one vector per window.
+fn split_windows<T: Copy>(flat: &[T], windows: &[Window]) -> Vec<Vec<T>> {
+    let mut rest = flat;
+    windows
+        .iter()
+        .map(|w| {
+            let (this, next) = rest.split_at(w.len());
+            rest = next;
+            this.to_vec()
+        })
+        .collect()
+}
+
+/// Tiles of one size as contiguous NCHW f32 in [0, 1] on `device` (moved as bytes): the
+/// same layout (and so the same kernels) for every batch.
+fn unit_images(tiles: &[&RgbRegion], device: Device) -> Tensor {
+    let (width, height) = (tiles[0].width, tiles[0].height);
+    let mut bytes = Vec::with_capacity(tiles.len() * tiles[0].pixels.len());
+    for tile in tiles {
+        assert!(
+            tile.width == width && tile.height == height,
+            "tiles of one batch must have the same size"
+        );
+        bytes.extend_from_slice(&tile.pixels);
+    }
+    Tensor::from_slice(&bytes)
+        .view([tiles.len() as i64, i64::from(height), i64::from(width), 3])
+        .to_device(device)
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        .contiguous()
+        / 255.0
 }
 
 fn checked_threshold(threshold: f64) -> Result<f64, SegmentError> {

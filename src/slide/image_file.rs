@@ -14,6 +14,8 @@ pub struct ImageSlide {
     levels: [Level; 1],
     pixels: Vec<u8>,
     properties: BTreeMap<String, String>,
+    /// From the file's resolution tags (see [`super::resolution`]).
+    mpp: Option<(f64, f64)>,
 }
 
 impl ImageSlide {
@@ -63,16 +65,38 @@ impl ImageSlide {
             },
         })?;
         let properties = BTreeMap::from([("image.format".to_string(), format)]);
-        Ok(Self {
+        let mpp = super::resolution::image_mpp(path).map_err(|e| SlideError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut slide = Self::from_rgb(path, decoded.into_rgb8().into_raw(), width, height, mpp);
+        slide.properties = properties;
+        Ok(slide)
+    }
+
+    /// An image already in memory (RGB bytes, row-major) as a slide of scale `mpp`.
+    ///
+    /// # Panics
+    /// If `pixels` does not hold `width × height` RGB pixels.
+    pub fn from_rgb(
+        path: &Path,
+        pixels: Vec<u8>,
+        width: u64,
+        height: u64,
+        mpp: Option<(f64, f64)>,
+    ) -> Self {
+        assert_eq!(pixels.len() as u64, width * height * 3, "RGB image size");
+        Self {
             path: path.to_path_buf(),
             levels: [Level {
                 width,
                 height,
                 downsample: 1.0,
             }],
-            pixels: decoded.into_rgb8().into_raw(),
-            properties,
-        })
+            pixels,
+            properties: BTreeMap::new(),
+            mpp,
+        }
     }
 }
 
@@ -86,7 +110,7 @@ impl Slide for ImageSlide {
     }
 
     fn mpp(&self) -> Option<(f64, f64)> {
-        None
+        self.mpp
     }
 
     fn vendor(&self) -> &str {

@@ -9,6 +9,8 @@ mod image_file;
 mod jpeg_tiles;
 mod openslide;
 mod region;
+pub mod resolution;
+pub mod stain_sample;
 mod thumbnail;
 mod tiff_structure;
 pub mod tile_reader;

@@ -2,6 +2,8 @@
 //! slides, decoded by parallel workers into a bounded queue so the trainer never waits on
 //! I/O in steady state.
 //!
+//! Every slide is read at one scale, the one the model learns at (resampled as `segment`
+//! resamples, so a crop of 300 px covers the same tissue whether the slide is 20× or 40×).
 //! Slides are chosen with probability proportional to their tissue area; a crop position is
 //! a uniformly random tissue pixel of the slide's tissue map (jittered inside it), and a
 //! crop whose tissue fraction is below `min_tissue` is rejected and redrawn. All randomness
@@ -9,6 +11,8 @@
 //! order, so the sequence of crops depends only on the seed, not on thread timing.
 
 use crate::pipeline::{CancelToken, Pipeline, PipelineError, PipelineReport, Stream};
+use crate::segment::calibration::slide_hematoxylin_cut;
+use crate::segment::Geometry;
 use crate::slide::grid::Rect;
 use crate::slide::tissue::{detect_slide_tissue, TissueMask, TissueParams};
 use crate::slide::{self, RgbRegion, Slide, SlideError};
@@ -16,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Draws before giving up on finding a crop with enough tissue: a slide whose tissue map
@@ -25,7 +29,7 @@ const MAX_DRAWS_PER_CROP: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct CropStreamConfig {
-    /// Side of the square crops, in level-0 pixels.
+    /// Side of the square crops, in pixels of the stream's scale.
     pub crop: u32,
     /// Least tissue fraction (by the tissue map) a crop must cover.
     pub min_tissue: f64,
@@ -33,6 +37,9 @@ pub struct CropStreamConfig {
     /// Decoded crops queued ahead of the trainer.
     pub capacity: usize,
     pub seed: u64,
+    /// Measure each slide's stain (its hematoxylin cut, once, on first use) and attach it
+    /// to its crops, for methods that calibrate the stain.
+    pub measure_stain: bool,
 }
 
 impl Default for CropStreamConfig {
@@ -43,6 +50,7 @@ impl Default for CropStreamConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             capacity: 64,
             seed: 0,
+            measure_stain: false,
         }
     }
 }
@@ -56,6 +64,17 @@ pub enum CropStreamError {
          draws; lower --min-tissue or remove the slide"
     )]
     NoTissueCrop { path: PathBuf, crop: u32, min: f64 },
+    #[error(
+        "no slide records its microns per pixel ({0}), so the scale the model learns at is \
+         unknown; give it with train --mpp (e.g. 0.25 for 40×)"
+    )]
+    NoScale(String),
+    #[error("{path}: cannot read it at {mpp} µm/px: {reason}")]
+    Resample {
+        path: PathBuf,
+        mpp: f64,
+        reason: String,
+    },
 }
 
 /// One slide ready for sampling.
@@ -64,6 +83,10 @@ struct SampledSlide {
     mask: TissueMask,
     /// Indices into `mask` of its tissue pixels.
     tissue_pixels: Vec<u32>,
+    /// Level 0 at the stream's scale: crops are rectangles of its model space.
+    geometry: Geometry,
+    /// The slide's hematoxylin cut at the stream's scale, measured on first use.
+    hematoxylin_cut: OnceLock<f64>,
 }
 
 /// What happened to each input slide.
@@ -85,9 +108,11 @@ pub struct CropSampler {
     pub usage: Vec<SlideUse>,
     crop: u32,
     min_tissue: f64,
+    /// Microns per pixel of every crop.
+    mpp: f64,
 }
 
-/// A crop to read: slide index and level-0 top-left corner.
+/// A crop to read: slide index and top-left corner, in pixels of the stream's scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CropRequest {
     pub slide: usize,
@@ -99,13 +124,22 @@ pub struct CropRequest {
 pub struct Crop {
     pub request: CropRequest,
     pub pixels: RgbRegion,
+    /// The hematoxylin cut of the crop's slide (with `measure_stain`).
+    pub hematoxylin_cut: Option<f64>,
 }
 
 impl CropSampler {
     /// Opens every slide and finds its tissue. Unreadable slides and slides without tissue
     /// are skipped and recorded in `usage` (a bad slide must not stop a long training run);
-    /// it is an error only when no slide is left.
-    pub fn new(paths: &[PathBuf], crop: u32, min_tissue: f64) -> Result<Self, CropStreamError> {
+    /// it is an error only when no slide is left. Crops are read at `mpp` µm per pixel, by
+    /// default the finest scale among the slides (so no slide's detail is lost); slides that
+    /// record no scale are taken to be at it, with a warning.
+    pub fn new(
+        paths: &[PathBuf],
+        crop: u32,
+        min_tissue: f64,
+        mpp: Option<f64>,
+    ) -> Result<Self, CropStreamError> {
         let mut slides = Vec::new();
         let mut usage = Vec::new();
         for path in paths {
@@ -143,6 +177,32 @@ impl CropSampler {
                 reasons.join("; ")
             }));
         }
+        let known = slides
+            .iter()
+            .filter_map(|s| s.slide.mpp().map(|(x, y)| (x + y) / 2.0));
+        let Some(mpp) = mpp.or_else(|| known.reduce(f64::min)) else {
+            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            return Err(CropStreamError::NoScale(names.join(", ")));
+        };
+        for s in &mut slides {
+            if s.slide.mpp().is_none() {
+                tracing::warn!(
+                    slide = %s.slide.path().display(),
+                    "the slide records no microns per pixel: taken to be at {mpp} µm/px, the \
+                     scale the model learns at"
+                );
+                continue;
+            }
+            s.geometry = s
+                .geometry
+                .clone()
+                .resampled_to(s.slide.as_ref(), mpp)
+                .map_err(|e| CropStreamError::Resample {
+                    path: s.slide.path().to_path_buf(),
+                    mpp,
+                    reason: e.to_string(),
+                })?;
+        }
         let cumulative = usage
             .iter()
             .filter(|u| u.skipped.is_none())
@@ -157,24 +217,37 @@ impl CropSampler {
             usage,
             crop,
             min_tissue,
+            mpp,
         })
     }
 
-    /// Level-0 MPP shared by the slides (x axis), `None` when unknown or mixed.
-    pub fn mpp(&self) -> Option<f64> {
-        let first = self.slides.first()?.slide.mpp()?.0;
-        self.slides
-            .iter()
-            .all(|s| {
-                s.slide
-                    .mpp()
-                    .is_some_and(|m| (m.0 - first).abs() < 0.01 * first)
-            })
-            .then_some(first)
+    /// Microns per pixel every crop is read at.
+    pub fn mpp(&self) -> f64 {
+        self.mpp
     }
 
-    pub fn slide(&self, index: usize) -> &Arc<dyn Slide> {
-        &self.slides[index].slide
+    /// The pixels of a crop.
+    pub fn read(&self, request: CropRequest) -> Result<RgbRegion, SlideError> {
+        let s = &self.slides[request.slide];
+        let rect = Rect {
+            x: request.x,
+            y: request.y,
+            width: self.crop,
+            height: self.crop,
+        };
+        s.geometry.read(s.slide.as_ref(), rect)
+    }
+
+    /// The hematoxylin cut of slide `index` (see `segment::calibration`), measured the
+    /// first time it is asked for: the same value `segment` calibrates that slide by.
+    pub fn hematoxylin_cut(&self, index: usize) -> Result<f64, SlideError> {
+        let s = &self.slides[index];
+        if let Some(&cut) = s.hematoxylin_cut.get() {
+            return Ok(cut);
+        }
+        // Two workers may measure at once; both get the same value.
+        let cut = slide_hematoxylin_cut(s.slide.as_ref(), &s.geometry, &s.mask)?;
+        Ok(*s.hematoxylin_cut.get_or_init(|| cut))
     }
 
     /// Draws the next crop position; `rejected` counts crops redrawn for lack of tissue.
@@ -191,20 +264,25 @@ impl CropSampler {
             .min(self.slides.len() - 1);
         let s = &self.slides[index];
         let (ds, half) = (s.mask.downsample(), f64::from(self.crop) / 2.0);
+        // Model pixels per level-0 pixel.
+        let scale = s.geometry.scale;
         for _ in 0..MAX_DRAWS_PER_CROP {
             let pixel = s.tissue_pixels[rng.random_range(0..s.tissue_pixels.len())];
             let (mx, my) = (pixel % s.mask.width(), pixel / s.mask.width());
             // A uniform level-0 point inside that map pixel becomes the crop centre.
             let cx = (f64::from(mx) + rng.random::<f64>()) * ds;
             let cy = (f64::from(my) + rng.random::<f64>()) * ds;
-            let (x, y) = ((cx - half).round() as i64, (cy - half).round() as i64);
+            let (x, y) = (
+                (cx * scale - half).round() as i64,
+                (cy * scale - half).round() as i64,
+            );
             let rect = Rect {
                 x,
                 y,
                 width: self.crop,
                 height: self.crop,
             };
-            if s.mask.fraction_in(rect) >= self.min_tissue {
+            if s.mask.fraction_in(s.geometry.to_level0(rect)) >= self.min_tissue {
                 return Ok(CropRequest { slide: index, x, y });
             }
             *rejected += 1;
@@ -233,10 +311,13 @@ fn prepare(path: &Path) -> Result<SampledSlide, SlideError> {
         .filter(|(_, &v)| v != 0)
         .map(|(i, _)| i)
         .collect();
+    let geometry = Geometry::native(slide.as_ref(), 0)?;
     Ok(SampledSlide {
         slide,
         mask,
         tissue_pixels,
+        geometry,
+        hematoxylin_cut: OnceLock::new(),
     })
 }
 
@@ -284,17 +365,22 @@ impl CropStream {
             rejected_out.store(rejections, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         });
-        let crop = config.crop;
+        let measure_stain = config.measure_stain;
         let crops = pipeline.map(
             "decode",
             requests,
             config.workers,
             config.capacity,
             move |r: CropRequest| {
-                let pixels = sampler
-                    .slide(r.slide)
-                    .read_region(0, r.x, r.y, crop, crop)?;
-                Ok(Crop { request: r, pixels })
+                let pixels = sampler.read(r)?;
+                let hematoxylin_cut = measure_stain
+                    .then(|| sampler.hematoxylin_cut(r.slide))
+                    .transpose()?;
+                Ok(Crop {
+                    request: r,
+                    pixels,
+                    hematoxylin_cut,
+                })
             },
         );
         Self {

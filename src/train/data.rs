@@ -6,6 +6,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
+use crate::stain::hematoxylin_cut;
+
 /// Failures reading training or validation data; each names the file or folder.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -51,6 +53,10 @@ pub enum DataError {
 pub struct Batch {
     pub images: Tensor,
     pub masks: Option<Tensor>,
+    /// The hematoxylin cut ([`crate::stain::hematoxylin_cut`]) of the image or slide each
+    /// crop comes from, for methods that calibrate the stain; `None` when the source does
+    /// not know it.
+    pub hematoxylin_cuts: Option<Vec<f64>>,
 }
 
 /// A stream of training crops. An epoch is `epoch_len` crops; the trainer asks for them in
@@ -81,9 +87,33 @@ pub struct FolderImage {
     pub path: PathBuf,
     pub image: Tensor,
     pub mask: Option<Tensor>,
+    /// The whole image's hematoxylin cut: its crops are calibrated by the image, as
+    /// `segment` calibrates tiles by their slide.
+    hematoxylin_cut: f64,
 }
 
 impl FolderImage {
+    /// `image` 3×H×W u8, `mask` H×W bool.
+    pub fn new(path: PathBuf, image: Tensor, mask: Option<Tensor>) -> Self {
+        let hematoxylin_cut = hematoxylin_cut(&to_unit(&image.unsqueeze(0), Device::Cpu));
+        Self {
+            path,
+            image,
+            mask,
+            hematoxylin_cut,
+        }
+    }
+
+    /// The same image without its mask.
+    pub fn unlabeled(&self) -> Self {
+        Self {
+            path: self.path.clone(),
+            image: self.image.shallow_clone(),
+            mask: None,
+            hematoxylin_cut: self.hematoxylin_cut,
+        }
+    }
+
     fn size(&self) -> (i64, i64) {
         let s = self.image.size();
         (s[2], s[1])
@@ -198,7 +228,7 @@ impl LabeledFolder {
                 } else {
                     None
                 };
-                Ok(FolderImage { path, image, mask })
+                Ok(FolderImage::new(path, image, mask))
             })
             .collect::<Result<_, DataError>>()?;
         Ok(Self {
@@ -274,6 +304,7 @@ impl CropSource for LabeledFolder {
         let c = i64::from(crop);
         let mut images = Vec::with_capacity(items.len());
         let mut masks = Vec::with_capacity(items.len());
+        let mut cuts = Vec::with_capacity(items.len());
         for &i in items {
             let item = &self.items[i % self.items.len()];
             item.check_crop(crop)?;
@@ -281,6 +312,7 @@ impl CropSource for LabeledFolder {
             let y = rng.random_range(0..=h - c);
             let x = rng.random_range(0..=w - c);
             images.push(item.image.narrow(1, y, c).narrow(2, x, c));
+            cuts.push(item.hematoxylin_cut);
             masks.push(
                 item.mask
                     .as_ref()
@@ -294,6 +326,7 @@ impl CropSource for LabeledFolder {
         Ok(Batch {
             images: to_unit(&Tensor::stack(&images, 0), device),
             masks,
+            hematoxylin_cuts: Some(cuts),
         })
     }
 }

@@ -42,6 +42,7 @@ pub use sampler::{
 pub use seeds::{
     finished_mark, finished_runs, percentile, seed_dir, train_seeds, SeedRun, SeedsSummary,
 };
+pub use self_training::{stain_calibration_of, STAIN_CALIBRATION};
 pub use step::{contrastive_objective, StepOutcome, Trainer};
 pub use threshold::{fit_gray_threshold, ThresholdFit};
 pub use validate::{dice_per_image, validation_dice};

@@ -16,6 +16,7 @@ use super::error::TrainError;
 use super::label_free::{hematoxylin_agreement, hematoxylin_masks};
 use super::metrics::{EpochMetrics, MetricsCsv};
 use super::seeds::run_identity;
+use super::self_training::stain_calibration_of;
 use super::step::{StepOutcome, Trainer};
 use super::threshold::fit_gray_threshold;
 use super::validate::validation_dice;
@@ -167,6 +168,7 @@ pub fn train(
     }
     create_run_dir(run_dir, config)?;
     let start = Instant::now();
+    let stain_calibration = stain_calibration_of(config.method);
     let card = |channels: usize| ModelCard {
         architecture: Architecture::ConfidenceNet,
         method: config.method,
@@ -185,6 +187,7 @@ pub fn train(
         selection: None,
         hematoxylin_agreement: Vec::new(),
         width: None,
+        stain_calibration,
     };
     let summary = |best, label_free, steps, skipped_steps, epochs| TrainSummary {
         method: config.method,
@@ -285,11 +288,12 @@ pub fn train(
         state.skipped += epoch_skipped;
         let val_dice = val
             .map(|set| {
-                let confidence = |x: &tch::Tensor| trainer.net.infer(x);
+                // Whole images: each calibrated by its own cut, as `eval` does.
+                let confidence = |x: &tch::Tensor| trainer.infer(x, None);
                 validation_dice(&confidence, set, config.device, CONFIDENCE_THRESHOLD)
             })
             .unwrap_or_default();
-        let confidence = trainer.net.infer(&probe.images);
+        let confidence = trainer.infer(&probe.images, probe.hematoxylin_cuts.as_deref());
         let hematoxylin_agreement =
             hematoxylin_agreement(&confidence, &probe_reference, CONFIDENCE_THRESHOLD);
         let metrics = EpochMetrics {

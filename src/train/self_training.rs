@@ -6,6 +6,12 @@
 //! them from what it learned elsewhere. The student sees a stain-jittered view
 //! (`stain_jitter`), the teacher the crop as it is, so the student cannot copy the teacher's
 //! per-crop arithmetic and must find nuclei by shape and context.
+//!
+//! Both see the crop stain-calibrated by its image or slide (`crate::stain::calibrate`):
+//! labs stain with up to 5× different hematoxylin strength (MoNuSeg's per-image cuts span
+//! 0.020–0.093), which a per-crop cut absorbs and a network's fixed weights cannot. The
+//! teacher's cut is scale-free, so calibration changes what the student sees, not what it
+//! is taught.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -14,9 +20,22 @@ use tch::{Kind, Reduction, Tensor};
 
 use super::stain_jitter::stain_jitter;
 use super::stain_teacher::{stain_targets, IGNORE_BAND, TEACHER_SIGMA_PX};
-use crate::model::ConfidenceNet;
+use crate::model::{ConfidenceNet, Method, StainCalibration};
 
-/// The student's loss on a batch of raw crops (B×3×H×W in [0, 1]) at optimizer step `step`
+/// The hematoxylin cut every training image and segmented slide is calibrated to: about
+/// the median of MoNuSeg's 30 training images (0.052), so gammas stay near 1 on typical
+/// H&E and the inputs keep their usual range.
+pub const STAIN_CALIBRATION: StainCalibration = StainCalibration {
+    hematoxylin_cut: 0.05,
+};
+
+/// The stain calibration `method` trains (and so segments) with: only this method's; the
+/// seed methods stay as their papers describe them.
+pub fn stain_calibration_of(method: Method) -> Option<StainCalibration> {
+    (method == Method::SelfTraining).then_some(STAIN_CALIBRATION)
+}
+
+/// The student's loss on a batch of calibrated crops (B×3×H×W in [0, 1]) at optimizer step `step`
 /// of the run seeded `seed`: binary cross-entropy against the teacher's targets, averaged
 /// over the pixels the teacher is sure of.
 pub fn self_training_loss(

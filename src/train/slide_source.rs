@@ -12,7 +12,8 @@ pub struct SlideCrops {
     epoch_len: usize,
     crop: u32,
     description: String,
-    mpp: Option<f64>,
+    /// The scale the stream reads every slide at.
+    mpp: f64,
 }
 
 impl SlideCrops {
@@ -22,7 +23,7 @@ impl SlideCrops {
         epoch_len: usize,
         crop: u32,
         description: String,
-        mpp: Option<f64>,
+        mpp: f64,
     ) -> Self {
         Self {
             stream: Mutex::new(stream),
@@ -31,6 +32,11 @@ impl SlideCrops {
             description,
             mpp,
         }
+    }
+
+    /// Microns per pixel of the crops.
+    pub fn scale(&self) -> f64 {
+        self.mpp
     }
 
     /// Joins the stream's threads and reports how well decoding kept up with training;
@@ -51,7 +57,7 @@ impl CropSource for SlideCrops {
     }
 
     fn mpp(&self) -> Option<f64> {
-        self.mpp
+        Some(self.mpp)
     }
 
     fn crops(
@@ -97,6 +103,7 @@ impl CropSource for SlideCrops {
         Ok(Batch {
             images,
             masks: None,
+            hematoxylin_cuts: crops.iter().map(|c| c.hematoxylin_cut).collect(),
         })
     }
 }

@@ -10,7 +10,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use super::label_free::{inverse, optical_density, MIN_INTENSITY, RGB_FROM_HED};
+use crate::stain::{inverse, optical_density, MIN_INTENSITY, RGB_FROM_HED};
 
 /// Largest relative change of a stain's density (scale drawn from [1 − S, 1 + S]).
 const SCALE: f64 = 0.25;

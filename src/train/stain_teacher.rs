@@ -14,8 +14,8 @@
 use tch::{Device, Kind, Tensor};
 
 use super::cdcl::augment::gaussian_blur;
-use super::label_free::{hematoxylin, otsu_thresholds};
 use crate::morphology;
+use crate::stain::{hematoxylin, otsu_thresholds};
 
 /// Smoothing of the hematoxylin density before the cut, px at the training resolution.
 pub const TEACHER_SIGMA_PX: f64 = 2.0;

@@ -11,8 +11,9 @@ use super::label_free::hematoxylin_masks;
 use super::loss::{contrastive_loss, LossParts};
 use super::patches::attended_patches;
 use super::sampler::{sample_patches, CandidateGrid};
-use super::self_training::self_training_loss;
-use crate::model::ConfidenceNet;
+use super::self_training::{self_training_loss, stain_calibration_of};
+use crate::model::{ConfidenceNet, StainCalibration};
+use crate::stain::calibrate_to;
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -101,6 +102,26 @@ impl Trainer {
         })
     }
 
+    /// The stain calibration this run's method trains with, if any.
+    pub fn stain_calibration(&self) -> Option<StainCalibration> {
+        stain_calibration_of(self.config.method)
+    }
+
+    /// `images` (B×3×H×W) as the network sees them: calibrated by `cuts` (each image's own
+    /// when `None`) if the method calibrates, else as they are.
+    fn calibrated(&self, images: &Tensor, cuts: Option<&[f64]>) -> Tensor {
+        match self.stain_calibration() {
+            Some(c) => calibrate_to(images, cuts, c.hematoxylin_cut),
+            None => images.shallow_clone(),
+        }
+    }
+
+    /// Eval-mode confidences of `images` as the saved model computes them (see
+    /// [`Self::calibrated`]).
+    pub fn infer(&self, images: &Tensor, cuts: Option<&[f64]>) -> Tensor {
+        self.net.infer(&self.calibrated(images, cuts))
+    }
+
     /// One optimizer step on `batch`.
     pub fn step(&mut self, batch: &Batch) -> Result<StepOutcome, TrainError> {
         let (loss, intra, inter) = match self.config.method {
@@ -128,12 +149,9 @@ impl Trainer {
                 (self.cross_entropy(&batch.images, &target), None, None)
             }
             Method::SelfTraining => {
-                let loss = self_training_loss(
-                    &self.net,
-                    &batch.images,
-                    self.config.seed,
-                    self.optimizer.steps,
-                );
+                let images = self.calibrated(&batch.images, batch.hematoxylin_cuts.as_deref());
+                let loss =
+                    self_training_loss(&self.net, &images, self.config.seed, self.optimizer.steps);
                 (loss, None, None)
             }
             Method::Threshold | Method::Cdcl => {

@@ -124,18 +124,18 @@ pub fn disks(count: usize, size: i64, disks: usize, noise: u8, seed: u64) -> Lab
                     }
                 }
             }
-            FolderImage {
-                path: format!("synthetic-{i}.png").into(),
-                image: Tensor::from_slice(&rgb)
+            FolderImage::new(
+                format!("synthetic-{i}.png").into(),
+                Tensor::from_slice(&rgb)
                     .view([size, size, 3])
                     .permute([2, 0, 1])
                     .contiguous(),
-                mask: Some(
+                Some(
                     Tensor::from_slice(&mask)
                         .view([size, size])
                         .to_kind(Kind::Bool),
                 ),
-            }
+            )
         })
         .collect();
     LabeledFolder::from_items(Path::new("synthetic"), items)

@@ -73,6 +73,8 @@ pub struct SemiConfig {
     pub seed: u64,
     #[serde(with = "super::config::device_name")]
     pub device: tch::Device,
+    /// Microns per pixel of the labeled images, recorded in model.json.
+    pub train_mpp: Option<f64>,
 }
 
 impl Default for SemiConfig {
@@ -103,6 +105,7 @@ impl Default for SemiConfig {
             lr: 1e-4,
             seed: 0,
             device: tch::Device::Cpu,
+            train_mpp: None,
         }
     }
 }

@@ -504,7 +504,7 @@ pub fn train_semi(
                 seed: config.seed,
                 data: data.clone(),
                 slidestream_version: env!("CARGO_PKG_VERSION").to_string(),
-                train_mpp: None,
+                train_mpp: config.train_mpp,
                 selection: Some(if dice.is_some() {
                     Selection::ValidationDice
                 } else {
@@ -512,6 +512,7 @@ pub fn train_semi(
                 }),
                 hematoxylin_agreement: Vec::new(),
                 width: Some(config.width),
+                stain_calibration: None,
             };
             save_run(run_dir, Some(vs), &card)?;
         }
