@@ -119,6 +119,11 @@ fn the_default_method_is_self_training() {
     );
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert!(
+        String::from_utf8_lossy(&result.stdout).contains("kept the last epoch (0"),
+        "{}",
+        String::from_utf8_lossy(&result.stdout)
+    );
     assert_eq!(card["method"], "self-training");
     assert_eq!(card["selection"], "last-epoch");
     assert!(
