@@ -16,6 +16,7 @@ pub mod instances;
 pub mod logging;
 pub mod model;
 pub mod morphology;
+pub mod output_path;
 pub mod pipeline;
 pub mod scores;
 pub mod segment;

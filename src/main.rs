@@ -8,6 +8,7 @@ use slidestream::device::DeviceError;
 use slidestream::instances::InstanceMapError;
 use slidestream::logging::{self, LogFormat};
 use slidestream::model::ModelError;
+use slidestream::output_path::OutputPathError;
 use slidestream::pipeline::{install_ctrl_c, CancelToken, PipelineError};
 use slidestream::segment::SegmentError;
 use slidestream::slide::tissue::TissueParams;
@@ -148,6 +149,7 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         || is::<CropStreamError>(error, |_| true)
         || is::<DeviceError>(error, |_| true)
         || is::<ModelError>(error, |_| true)
+        || is::<OutputPathError>(error, |_| true)
         || is::<RunError>(error, |_| true)
         || is::<clap::Error>(error, |_| true)
         || is(error, TrainError::is_bad_input)

@@ -667,6 +667,83 @@ fn bad_models_and_channels_are_clear_errors() {
     assert!(String::from_utf8_lossy(&unwritable.stderr).contains("no-such-folder"));
 }
 
+/// Cards and weights no run can use (issue 26, item 6): before the fix, a huge `channels`
+/// panicked with exit 101 in the weight allocation, and the others ran with exit 0.
+#[test]
+fn unusable_model_cards_and_weights_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = synthetic_png(dir.path(), 120, 100, 1);
+    let run = median_split_model(dir.path(), &image, Net::Confidence);
+    let out = dir.path().join("m.tif");
+    let card_path = run.join("model.json");
+    let card = std::fs::read_to_string(&card_path).unwrap();
+    let segment = || {
+        binary()
+            .args(["-q", "segment", "--device", "cpu", "--out"])
+            .arg(&out)
+            .arg(&image)
+            .arg("--model")
+            .arg(&run)
+            .output()
+            .unwrap()
+    };
+    let refused = |output: std::process::Output, field: &str| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{field}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(field), "{stderr}");
+        assert!(!out.exists());
+    };
+    let edits = [
+        ("channels", serde_json::json!(1_099_511_627_776_u64)),
+        ("channels", serde_json::json!(0)),
+        ("threshold", serde_json::json!(2.0)),
+        ("threshold", serde_json::json!(-1.0)),
+        ("epsilon", serde_json::json!(0.0)),
+        ("epsilon", serde_json::json!(1.0)),
+    ];
+    for (field, value) in edits {
+        let mut bad: serde_json::Value = serde_json::from_str(&card).unwrap();
+        match field {
+            "epsilon" => bad["input_normalisation"]["epsilon"] = value,
+            _ => bad[field] = value,
+        }
+        std::fs::write(&card_path, bad.to_string()).unwrap();
+        let output = segment();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        refused(output, field);
+        assert!(stderr.contains("model.json"), "{stderr}");
+    }
+
+    // eval loads runs the same way: the allocation that panicked is never attempted.
+    let mut huge: serde_json::Value = serde_json::from_str(&card).unwrap();
+    huge["channels"] = serde_json::json!(1_099_511_627_776_u64);
+    std::fs::write(&card_path, huge.to_string()).unwrap();
+    let data = dir.path().join("data");
+    common::labeled_folder(&data, 64, 3);
+    let eval = binary()
+        .args(["-q", "eval", "--device", "cpu", "--model"])
+        .arg(&run)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    refused(eval, "channels");
+    std::fs::write(&card_path, &card).unwrap();
+
+    // A diverged run's weights: NaN in one tensor.
+    let weights = run.join("model.safetensors");
+    let mut tensors = Tensor::read_safetensors(&weights).unwrap();
+    let (name, tensor) = &mut tensors[0];
+    let _ = tensor.get(0).fill_(f64::NAN);
+    let name = name.clone();
+    Tensor::write_safetensors(&tensors, &weights).unwrap();
+    let output = segment();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    refused(output, "model.safetensors");
+    assert!(stderr.contains(&name) && stderr.contains("NaN"), "{stderr}");
+}
+
 #[test]
 fn foreground_is_kept_only_inside_detected_tissue_unless_all_tiles() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,10 +2,13 @@
 //! QC overlay and optional GeoJSON) out.
 
 use crate::device::DeviceChoice;
+use crate::model::{MODEL_CARD_FILE, WEIGHTS_FILE};
+use crate::output_path::check_outputs;
 use crate::pipeline::CancelToken;
 use crate::segment::SegmentSummary;
 use crate::segment::{
-    parse_mpp, plan_geometry, segment_slide, Predictor, SegmentError, SegmentOptions, TargetScale,
+    output_files, parse_mpp, plan_geometry, segment_slide, Predictor, SegmentError, SegmentOptions,
+    TargetScale,
 };
 use crate::slide::{open_with, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -214,8 +217,21 @@ pub fn run(
     cancel: &CancelToken,
 ) -> anyhow::Result<SegmentSummary> {
     let model = &args.model;
-    let slide = open_with(&args.slide, model.open_options())?;
     let predictor = model.predictor()?;
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let options = model.options(&predictor, cores, show_progress)?;
+    // Before the slide is read: a bad --out is refused at once rather than after the run,
+    // and before anything is written.
+    let run_files = model
+        .model
+        .iter()
+        .flat_map(|run_dir| [MODEL_CARD_FILE, WEIGHTS_FILE].map(|file| run_dir.join(file)));
+    let inputs: Vec<PathBuf> = std::iter::once(args.slide.clone())
+        .chain(run_files)
+        .collect();
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    check_outputs(&output_files(&args.out, &options), &inputs)?;
+    let slide = open_with(&args.slide, model.open_options())?;
     let geometry = plan_geometry(
         slide.as_ref(),
         model.level,
@@ -223,8 +239,6 @@ pub fn run(
         model.mpp,
         predictor.card().train_mpp,
     )?;
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let options = model.options(&predictor, cores, show_progress)?;
     Ok(segment_slide(
         slide,
         &geometry,

@@ -50,6 +50,15 @@ pub enum ModelError {
     },
     #[error("{path}: stain_calibration.hematoxylin_cut is {cut}; it must be a positive number (the cut the model was trained at; retrain or remove the stain_calibration entry)")]
     StainCalibration { path: PathBuf, cut: f64 },
+    #[error("{path}: `{field}` is {value}; {fix}")]
+    CardValue {
+        path: PathBuf,
+        field: &'static str,
+        value: String,
+        fix: &'static str,
+    },
+    #[error("{path}: tensor `{name}` holds NaN or infinite values; the training that wrote it diverged (retrain, or use an earlier checkpoint)")]
+    NonFiniteWeights { path: PathBuf, name: String },
     #[error("{path}: model.json describes a {architecture:?} model with input normalisation {normalisation:?}, which it cannot use")]
     Normalisation {
         path: PathBuf,
@@ -191,6 +200,12 @@ pub(crate) fn copy_weights(
                 path: path.to_path_buf(),
                 name: name.clone(),
             })?;
+            if src.isfinite().all().int64_value(&[]) == 0 {
+                return Err(ModelError::NonFiniteWeights {
+                    path: path.to_path_buf(),
+                    name,
+                });
+            }
             if src.size() != var.size() {
                 return Err(ModelError::Shape {
                     path: path.to_path_buf(),
@@ -204,6 +219,77 @@ pub(crate) fn copy_weights(
         }
         Ok(())
     })
+}
+
+/// More output channels or UNet width than any run trains (K is 2 to 8, width 16 to 64),
+/// and far fewer than would exhaust memory when the network is built (a card with
+/// `"channels": 1099511627776` made the allocation panic).
+const MAX_CARD_SIZE: usize = 1024;
+
+/// Refuses model cards that no run can use, naming the field and the fix, before the
+/// network is built from them; every bound on `model.json` is here.
+fn check_card(card: &ModelCard, path: &Path) -> Result<(), ModelError> {
+    let bad = |field, value: String, fix| {
+        Err(ModelError::CardValue {
+            path: path.to_path_buf(),
+            field,
+            value,
+            fix,
+        })
+    };
+    if !(1..=MAX_CARD_SIZE).contains(&card.channels) {
+        return bad(
+            "channels",
+            card.channels.to_string(),
+            "give the output channels K the run was trained with, 1 to 1024 (the shape of the last layer in model.safetensors)",
+        );
+    }
+    if card
+        .width
+        .is_some_and(|w| !(1..=MAX_CARD_SIZE).contains(&w))
+    {
+        return bad(
+            "width",
+            format!("{:?}", card.width),
+            "give the UNet width the run was trained with, 1 to 1024 (16 by default)",
+        );
+    }
+    // NaN fails the range test too.
+    if !(0.0..=1.0).contains(&card.threshold) {
+        return bad(
+            "threshold",
+            card.threshold.to_string(),
+            "give a confidence between 0 and 1 (normally 0.5), or override it with --threshold",
+        );
+    }
+    if let InputNormalisation::Epsilon { epsilon } = card.input_normalisation {
+        // (1-ε)x+ε exists so that no attended pixel is exactly zero: ε = 0 lets black
+        // pixels through as 0, and ε ≥ 1 maps every pixel to the same value.
+        if !(epsilon > 0.0 && epsilon < 1.0) {
+            return bad(
+                "input_normalisation.epsilon",
+                epsilon.to_string(),
+                "give the epsilon the run was trained with, above 0 and below 1 (0.05 by default)",
+            );
+        }
+    }
+    if card.channel >= card.channels {
+        return Err(ModelError::ChannelOutOfRange {
+            path: path.to_path_buf(),
+            channel: card.channel,
+            channels: card.channels,
+        });
+    }
+    if let Some(calibration) = card.stain_calibration {
+        let cut = calibration.hematoxylin_cut;
+        if !(cut.is_finite() && cut > 0.0) {
+            return Err(ModelError::StainCalibration {
+                path: path.to_path_buf(),
+                cut,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads a run directory written by `train`: the model card and, for networks, the weights
@@ -223,22 +309,7 @@ pub fn load_run(run_dir: &Path, device: Device) -> Result<(LoadedModel, ModelCar
         path: card_path.clone(),
         source,
     })?;
-    if card.channel >= card.channels {
-        return Err(ModelError::ChannelOutOfRange {
-            path: card_path,
-            channel: card.channel,
-            channels: card.channels,
-        });
-    }
-    if let Some(calibration) = card.stain_calibration {
-        let cut = calibration.hematoxylin_cut;
-        if !(cut.is_finite() && cut > 0.0) {
-            return Err(ModelError::StainCalibration {
-                path: card_path,
-                cut,
-            });
-        }
-    }
+    check_card(&card, &card_path)?;
     let model = match (card.architecture, card.input_normalisation) {
         (Architecture::ConfidenceNet, InputNormalisation::Epsilon { epsilon }) => {
             let mut vs = nn::VarStore::new(device);

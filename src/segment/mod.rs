@@ -46,6 +46,7 @@ pub use summary::{
 
 use crate::model::ModelError;
 use crate::morphology::Postprocess;
+use crate::output_path::Output;
 use crate::pipeline::{progress_bar, CancelToken, Pipeline, PipelineError};
 use crate::slide::grid::{Rect, Tile, TileGrid};
 use crate::slide::tissue::{detect_slide_tissue, TissueMask, TissueParams};
@@ -162,6 +163,30 @@ impl Default for SegmentOptions {
 pub fn sidecar_path(mask: &Path, suffix: &str) -> PathBuf {
     let stem = mask.file_stem().unwrap_or_default().to_string_lossy();
     mask.with_file_name(format!("{stem}{suffix}"))
+}
+
+/// Every file [`segment_slide`] writes for `mask` with `options`, named for errors: what
+/// must be checked before a run (see [`crate::output_path::check_outputs`]).
+pub fn output_files(mask: &Path, options: &SegmentOptions) -> Vec<Output> {
+    let sidecar = |suffix, what| Output {
+        path: sidecar_path(mask, suffix),
+        what,
+    };
+    let mut files = vec![
+        Output {
+            path: mask.to_path_buf(),
+            what: "mask",
+        },
+        sidecar(".json", "summary"),
+    ];
+    files.extend(options.overlay.then(|| sidecar(".overlay.png", "overlay")));
+    files.extend(options.geojson.then(|| sidecar(".geojson", "GeoJSON")));
+    files.extend(
+        options
+            .measure
+            .then(|| sidecar(".nuclei.csv.gz", "nuclei table")),
+    );
+    files
 }
 
 /// A tile on its way through the pipeline; `pixels` is `None` for background tiles.
