@@ -63,6 +63,34 @@ fn partial_files(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// A slide that sits where the cohort would write its own mask (an --out-dir holding the
+/// inputs) fails with the reason and stays as it was; the other slides go on.
+#[test]
+fn a_mask_that_would_overwrite_its_slide_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let in_place = synth(&out.join("slides"), "x", 1);
+    let other = synth(&dir.path().join("inputs"), "y", 2);
+    let before = std::fs::read(&in_place).unwrap();
+    let run = cohort(&[&in_place, &other], &out, &[]).output().unwrap();
+    assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
+    let r = report(&out);
+    assert_eq!(status_of(&r, "x"), "failed");
+    assert_eq!(status_of(&r, "y"), "done");
+    let row = r["slides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["name"] == "x")
+        .unwrap();
+    assert!(row.to_string().contains("is the input"), "{row}");
+    assert_eq!(
+        std::fs::read(&in_place).unwrap(),
+        before,
+        "the slide was changed"
+    );
+}
+
 #[test]
 fn bad_slides_are_reported_and_the_cohort_goes_on() {
     let dir = tempfile::tempdir().unwrap();

@@ -25,8 +25,9 @@ mod report;
 pub use inputs::{Entry, Shard};
 pub use report::{CohortReport, Counts, SlideRow, Status};
 
+use crate::output_path::check_outputs;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
-use crate::segment::{plan_geometry, Geometry, Settings};
+use crate::segment::{output_files, plan_geometry, Geometry, Settings};
 use crate::segment::{segment_slide, sidecar_path, Predictor, SegmentError, SegmentOptions};
 use crate::slide::{open_with, OpenOptions, Slide};
 use std::path::{Path, PathBuf};
@@ -416,8 +417,12 @@ fn segment_entry(
     segmenter: &Segmenter,
     token: &CancelToken,
 ) -> Result<SlideRow, SlideFailure> {
-    layout.remove_partials(entry);
     let mask = layout.mask(entry);
+    // An --out-dir that holds the inputs could name a mask after its own slide: refuse
+    // before removing or writing anything, as `segment` does.
+    check_outputs(&output_files(&mask, &segmenter.options), &[&entry.path])
+        .map_err(|e| SlideFailure::Error(e.to_string()))?;
+    layout.remove_partials(entry);
     for stale in [sidecar_path(&mask, ".json"), layout.error_file(entry)] {
         match std::fs::remove_file(&stale) {
             Ok(()) => {}
