@@ -63,6 +63,22 @@ fn partial_files(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// A missing folder is a mistyped invocation (exit 2, nothing written), not a failed slide.
+#[test]
+fn a_missing_input_folder_is_a_bad_invocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-folder");
+    let out = dir.path().join("out");
+    let run = cohort(&[&missing], &out, &[]).output().unwrap();
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("no-such-folder: no such folder"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!out.join("report.json").exists());
+}
+
 /// A slide that sits where the cohort would write its own mask (an --out-dir holding the
 /// inputs) fails with the reason and stays as it was; the other slides go on.
 #[test]

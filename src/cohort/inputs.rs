@@ -23,8 +23,10 @@ pub struct Entry {
 
 /// Expands `inputs` into entries sorted by path (then id), with unique output names.
 /// Paths inside `exclude` (the output folder) are never collected from folders. A named
-/// file that does not exist stays in the cohort (it is reported as failed); a manifest that
-/// cannot be read, or lacks a `path` column, is a bad invocation.
+/// file that does not exist stays in the cohort (it is reported as failed: one missing
+/// slide must not stop a nightly run); a missing path without an extension is taken for a
+/// mistyped folder, and it, a manifest that cannot be read, or one that lacks a `path`
+/// column, is a bad invocation.
 pub fn collect(inputs: &[PathBuf], exclude: &Path) -> Result<Vec<Entry>, CohortError> {
     let mut raw: Vec<(Option<String>, PathBuf)> = Vec::new();
     let exclude = exclude.canonicalize().ok();
@@ -37,6 +39,13 @@ pub fn collect(inputs: &[PathBuf], exclude: &Path) -> Result<Vec<Entry>, CohortE
             if raw.len() == before {
                 tracing::warn!("{}: no slides in this folder", input.display());
             }
+        } else if input.extension().is_none() && !input.exists() {
+            return Err(CohortError::Input {
+                path: input.clone(),
+                message: "no such folder (a slide file would have an extension such as .svs); \
+                          check the path"
+                    .into(),
+            });
         } else {
             raw.push((None, input.clone()));
         }
