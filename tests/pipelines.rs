@@ -88,6 +88,12 @@ fn unknown_keys_and_bad_values_name_the_key_and_file() {
     );
     check(base, &["nope=1".into()], &["nope", "p.toml"]);
     check(base, &["seg.jobs=-1".into()], &["p.toml", "steps.seg.jobs"]);
+    // Refused by --dry-run already, not only when the step runs.
+    check(
+        &format!("{base}jobs = 0\n"),
+        &[],
+        &["p.toml", "steps.seg.jobs", "at least 1"],
+    );
 }
 
 #[test]

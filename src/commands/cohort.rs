@@ -27,7 +27,7 @@ pub struct CohortArgs {
     pub model: ModelArgs,
     /// Slides segmented at once. They share one model (batches take turns on the device)
     /// and split the CPU cores between their decode/post workers.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = at_least_one)]
     pub jobs: usize,
     /// Give up on a slide after this many seconds (recorded as failed: "timed out"); the
     /// cohort goes on. Default: no limit.
@@ -62,10 +62,17 @@ pub struct CohortArgs {
     pub json: bool,
 }
 
-pub fn run(args: &CohortArgs, show_progress: bool, cancel: &CancelToken) -> anyhow::Result<()> {
-    if args.jobs == 0 {
-        return Err(CohortError::InvalidOption("--jobs must be at least 1".to_owned()).into());
+/// `--jobs`: checked when the arguments are parsed, so that a pipeline's `--dry-run`
+/// refuses `jobs = 0` naming the file and key, not only the run itself.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
+}
+
+pub fn run(args: &CohortArgs, show_progress: bool, cancel: &CancelToken) -> anyhow::Result<()> {
     if args.timeout.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
         return Err(CohortError::InvalidOption(
             "--timeout must be a positive number of seconds, e.g. --timeout 3600".to_owned(),
