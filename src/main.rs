@@ -313,13 +313,16 @@ fn run_pipeline(
             .map(str::to_owned)
             .chain(step.argv.iter().cloned());
         let parsed = Cli::try_parse_from(argv).map_err(|error| {
-            let message = error
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("error: ")
-                .to_owned();
+            let message = match pipeline_run::missing_keys_of_clap_error(&error) {
+                Some(keys) => format!("missing required key(s): {}", keys.join(", ")),
+                None => error
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+            };
             let key = pipeline_run::key_of_clap_error(&error).map_or_else(
                 || format!("steps.{}", step.name),
                 |k| format!("steps.{}.{k}", step.name),

@@ -88,6 +88,16 @@ fn unknown_keys_and_bad_values_name_the_key_and_file() {
     );
     check(base, &["nope=1".into()], &["nope", "p.toml"]);
     check(base, &["seg.jobs=-1".into()], &["p.toml", "steps.seg.jobs"]);
+    // Every missing required key is named, not only the first line of the parser's error.
+    check(
+        "[steps.seg]\ncommand = \"cohort\"\nbaseline = \"threshold\"\n",
+        &[],
+        &[
+            "p.toml",
+            "steps.seg",
+            "missing required key(s): out-dir, inputs",
+        ],
+    );
     // Refused by --dry-run already, not only when the step runs.
     check(
         &format!("{base}jobs = 0\n"),

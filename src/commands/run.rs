@@ -325,10 +325,33 @@ fn substitute(text: &str, vars: &toml::Table) -> Result<String, String> {
 pub fn key_of_clap_error(error: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue};
     match error.get(ContextKind::InvalidArg)? {
-        ContextValue::String(s) => {
-            let flag = s.split_whitespace().next()?.trim_start_matches('-');
-            Some(flag.to_owned())
-        }
+        ContextValue::String(s) => Some(key_of_arg(s)),
         _ => None,
     }
+}
+
+/// The pipeline keys a "required arguments were not provided" error lists (clap puts them
+/// on lines after the first, which a one-line message would drop): `--out-dir <OUT_DIR>`
+/// → `out-dir`, `<INPUTS>...` → `inputs`. `None` for other errors.
+pub fn missing_keys_of_clap_error(error: &clap::Error) -> Option<Vec<String>> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::MissingRequiredArgument {
+        return None;
+    }
+    match error.get(ContextKind::InvalidArg)? {
+        ContextValue::Strings(args) => Some(args.iter().map(|a| key_of_arg(a)).collect()),
+        ContextValue::String(arg) => Some(vec![key_of_arg(arg)]),
+        _ => None,
+    }
+}
+
+/// `--jobs <N>` → `jobs`; `<INPUTS>...` → `inputs`.
+fn key_of_arg(arg: &str) -> String {
+    let first = arg.split_whitespace().next().unwrap_or(arg);
+    first
+        .trim_start_matches('-')
+        .trim_start_matches('<')
+        .trim_end_matches("...")
+        .trim_end_matches('>')
+        .to_ascii_lowercase()
 }
