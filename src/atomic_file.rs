@@ -10,6 +10,34 @@ use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Every partial file a guard owns right now, so that a process told to exit at once (a
+/// second Ctrl-C) can remove them without running the guards' destructors.
+static LIVE_PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live_partials() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    // A panic elsewhere while the list was locked leaves it usable.
+    LIVE_PARTIALS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes every partial file that is still being written (ignoring errors), for an
+/// immediate exit that skips destructors.
+pub fn remove_live_partials() {
+    for partial in live_partials().drain(..) {
+        let _ = std::fs::remove_file(partial);
+    }
+}
+
+/// The guard for `partial` has let go of it: committed or discarded.
+fn forget_partial(partial: &Path) {
+    let mut live = live_partials();
+    if let Some(at) = live.iter().position(|p| p == partial) {
+        live.swap_remove(at);
+    }
+}
 
 /// `NAME.partial` next to `path`, or `None` when `path` has no file name.
 pub fn partial_path(path: &Path) -> Option<PathBuf> {
@@ -63,8 +91,10 @@ impl CommitError {
 impl PartialFile {
     /// The guard for `path`; `None` when `path` has no file name.
     pub fn new(path: &Path) -> Option<Self> {
+        let partial = partial_path(path)?;
+        live_partials().push(partial.clone());
         Some(Self {
-            partial: partial_path(path)?,
+            partial,
             path: path.to_path_buf(),
         })
     }
@@ -83,6 +113,7 @@ impl PartialFile {
     pub fn discard(&mut self) {
         if !self.partial.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.partial);
+            forget_partial(&self.partial);
             self.partial = PathBuf::new();
         }
     }
@@ -97,6 +128,7 @@ impl PartialFile {
         }
         std::fs::rename(&self.partial, &self.path).map_err(CommitError::Rename)?;
         // Renamed: nothing is left for Drop to remove.
+        forget_partial(&self.partial);
         self.partial = PathBuf::new();
         if synced {
             sync_parent(&self.path).map_err(CommitError::SyncFolder)?;

@@ -102,8 +102,16 @@ pub fn open(path: &Path) -> Result<Arc<dyn Slide>, SlideError> {
 
 /// [`open`] with explicit options.
 pub fn open_with(path: &Path, options: OpenOptions) -> Result<Arc<dyn Slide>, SlideError> {
-    if !path.exists() {
+    let Ok(metadata) = std::fs::metadata(path) else {
         return Err(SlideError::NotFound(path.to_path_buf()));
+    };
+    // Opening a FIFO blocks until a writer appears, and a device is endless: refuse both
+    // before any reader touches them, so no slide can hang a run.
+    if !metadata.is_file() && !metadata.is_dir() {
+        return Err(SlideError::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("{}, not a regular file", file_kind(&metadata)),
+        });
     }
     if ImageSlide::is_plain_image_extension(path) {
         return Ok(Arc::new(ImageSlide::open(path)?));
@@ -137,6 +145,21 @@ pub fn open_with(path: &Path, options: OpenOptions) -> Result<Arc<dyn Slide>, Sl
             Ok(Arc::new(ImageSlide::open(path)?))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// What a non-regular file is, in words.
+fn file_kind(metadata: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
     }
 }
 

@@ -74,6 +74,16 @@ pub fn binary() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_slidestream"))
 }
 
+/// The built `slidestream` binary under coreutils' `timeout`: killed after `seconds`, so a
+/// regression that hangs fails its test (exit 124) instead of stalling the suite.
+pub fn binary_with_deadline(seconds: u32) -> std::process::Command {
+    let mut command = std::process::Command::new("timeout");
+    command
+        .arg(seconds.to_string())
+        .arg(env!("CARGO_BIN_EXE_slidestream"));
+    command
+}
+
 /// Runs a command that must succeed (stderr shown otherwise) and parses its stdout as JSON.
 pub fn json_output(command: &mut std::process::Command) -> serde_json::Value {
     let out = command.output().expect("the command starts");
@@ -144,21 +154,53 @@ pub fn disks(count: usize, size: i64, disks: usize, noise: u8, seed: u64) -> Lab
 /// Starts `command`, waits (blocking on its log stream, no timers) until a stderr line
 /// contains `marker`, sends it SIGINT and returns its exit code.
 pub fn interrupt_after_log(command: &mut std::process::Command, marker: &str) -> Option<i32> {
-    use std::io::{BufRead, BufReader};
+    let (mut child, _stderr) = start_and_wait_for_log(command, marker);
+    interrupt(&child);
+    child.wait().unwrap().code()
+}
+
+/// Like [`interrupt_after_log`], then a second SIGINT as soon as the first is acknowledged
+/// ("received" logged), while the clean stop is still under way. Returns the exit status.
+pub fn interrupt_twice_after_log(
+    command: &mut std::process::Command,
+    marker: &str,
+) -> std::process::ExitStatus {
+    let (mut child, mut stderr) = start_and_wait_for_log(command, marker);
+    interrupt(&child);
+    wait_for_log(&mut stderr, "received", command);
+    interrupt(&child);
+    child.wait().unwrap()
+}
+
+type LogReader = std::io::BufReader<std::process::ChildStderr>;
+
+fn start_and_wait_for_log(
+    command: &mut std::process::Command,
+    marker: &str,
+) -> (std::process::Child, LogReader) {
     let mut child = command
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the command starts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    wait_for_log(&mut stderr, marker, command);
+    (child, stderr)
+}
+
+/// Reads `stderr` line by line until one contains `marker`.
+fn wait_for_log(stderr: &mut LogReader, marker: &str, command: &std::process::Command) {
+    use std::io::BufRead;
     let mut line = String::new();
     while !line.contains(marker) {
         line.clear();
         let read = stderr.read_line(&mut line).unwrap();
         assert!(read > 0, "{command:?} ended before logging {marker:?}");
     }
+}
+
+fn interrupt(child: &std::process::Child) {
     // SAFETY: sending SIGINT to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    child.wait().unwrap().code()
 }
 
 /// A small synthetic slide `dir/NAME.tif` of `width × width·2/3` pixels (its truth mask
