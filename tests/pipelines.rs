@@ -104,6 +104,26 @@ fn unknown_keys_and_bad_values_name_the_key_and_file() {
         &[],
         &["p.toml", "steps.seg.jobs", "at least 1"],
     );
+    check(
+        &format!(
+            "{}threshold = 7\n",
+            base.replace("baseline = \"threshold\"", "model = \"runs/x\"")
+        ),
+        &[],
+        &["p.toml", "steps.seg.threshold", "between 0 and 1"],
+    );
+    check(
+        &format!("description = 5\n{base}"),
+        &[],
+        &["p.toml", "description", "text"],
+    );
+    // A variable is not expanded inside [vars]: it would reach the command literally.
+    check(
+        &base.replace("out = \"x\"", "out = \"{out}/x\""),
+        &[],
+        &["p.toml", "vars.out", "{...}"],
+    );
+    check(base, &["out=\"{out}/y\"".into()], &["p.toml", "vars.out"]);
 }
 
 #[test]

@@ -98,12 +98,30 @@ pub fn plan(
             ));
         }
     }
+    if doc.get("description").is_some_and(|d| !d.is_str()) {
+        return Err(key_error(
+            "description",
+            "must be text, e.g. description = \"segment the nightly cohort\"".to_owned(),
+        ));
+    }
     apply_sets(path, &mut doc, sets)?;
     let vars = match doc.get("vars") {
         None => toml::Table::new(),
         Some(toml::Value::Table(t)) => t.clone(),
         Some(_) => return Err(key_error("vars", "must be a table: [vars]".to_owned())),
     };
+    // Variables are replaced in steps only: `out_dir = "{out_dir}/x"` would otherwise reach
+    // a command as the literal folder name `{out_dir}/x`.
+    for (name, value) in &vars {
+        if mentions_a_variable(value) {
+            return Err(key_error(
+                &format!("vars.{name}"),
+                "a variable cannot use `{...}` (variables are replaced in steps only); \
+                 give its value in full"
+                    .to_owned(),
+            ));
+        }
+    }
     let Some(toml::Value::Table(steps)) = doc.get("steps") else {
         return Err(key_error(
             "steps",
@@ -286,6 +304,15 @@ fn expand(value: &toml::Value, vars: &toml::Table) -> Result<Vec<String>, String
         toml::Value::Float(f) => Ok(vec![f.to_string()]),
         toml::Value::Boolean(b) => Ok(vec![b.to_string()]),
         other => Err(format!("cannot pass {other} on a command line")),
+    }
+}
+
+/// True when `value` (or an item of it) is text holding `{` or `}`.
+fn mentions_a_variable(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::String(s) => s.contains(['{', '}']),
+        toml::Value::Array(items) => items.iter().any(mentions_a_variable),
+        _ => false,
     }
 }
 

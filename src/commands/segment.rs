@@ -37,10 +37,18 @@ fn parse_baseline(text: &str) -> Result<Baseline, String> {
     if value.is_empty() {
         return Ok(Baseline::Threshold(DEFAULT_BASELINE_THRESHOLD));
     }
-    match value.parse::<f64>() {
-        Ok(t) if (0.0..=1.0).contains(&t) => Ok(Baseline::Threshold(t)),
+    parse_threshold(value)
+        .map(Baseline::Threshold)
+        .map_err(|_| format!("`{value}` is not a threshold; give T in [0,1], e.g. threshold:0.45"))
+}
+
+/// A threshold in [0, 1], refused when the arguments are parsed so that a pipeline's
+/// `--dry-run` names the key (NaN fails the range test too).
+fn parse_threshold(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(t) if (0.0..=1.0).contains(&t) => Ok(t),
         _ => Err(format!(
-            "`{value}` is not a threshold; give T in [0,1], e.g. threshold:0.45"
+            "`{text}` is not a threshold; give a value between 0 and 1"
         )),
     }
 }
@@ -57,8 +65,9 @@ pub struct RunOverrides {
     /// Output channel used as the nuclei mask (default: the one model.json chose).
     #[arg(long)]
     pub channel: Option<usize>,
-    /// Confidence above which a pixel is nucleus (default: model.json's, normally 0.5).
-    #[arg(long)]
+    /// Confidence above which a pixel is nucleus, in [0, 1] (default: model.json's,
+    /// normally 0.5).
+    #[arg(long, value_parser = parse_threshold)]
     pub threshold: Option<f64>,
 }
 
