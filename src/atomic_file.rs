@@ -57,6 +57,34 @@ pub struct PartialFile {
     partial: PathBuf,
 }
 
+/// Files already under their final names that are only valid together with files still
+/// to be written (a mask without its summary looks finished to a rerun but is not): all of
+/// them are removed on drop unless [`IncompleteSet::complete`] is called.
+#[derive(Debug, Default)]
+pub struct IncompleteSet {
+    paths: Vec<PathBuf>,
+}
+
+impl IncompleteSet {
+    /// Adds a file written under its final name.
+    pub fn add(&mut self, path: &Path) {
+        self.paths.push(path.to_path_buf());
+    }
+
+    /// Every file of the set is written: keep them all.
+    pub fn complete(mut self) {
+        self.paths.clear();
+    }
+}
+
+impl Drop for IncompleteSet {
+    fn drop(&mut self) {
+        for path in self.paths.drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// How hard [`PartialFile::commit`] works to make the result survive a power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -216,6 +244,22 @@ mod tests {
         assert_eq!(file.commit(Durability::Synced).unwrap(), path);
         assert_eq!(std::fs::read(&path).unwrap(), b"done");
         assert!(!dir.path().join("a.json.partial").exists());
+    }
+
+    #[test]
+    fn an_incomplete_set_is_removed_and_a_complete_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.tif"), dir.path().join("b.tif"));
+        for (path, complete) in [(&a, false), (&b, true)] {
+            std::fs::write(path, b"done").unwrap();
+            let mut set = IncompleteSet::default();
+            set.add(path);
+            if complete {
+                set.complete();
+            }
+        }
+        assert!(!a.exists());
+        assert_eq!(std::fs::read(&b).unwrap(), b"done");
     }
 
     #[test]

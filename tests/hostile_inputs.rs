@@ -5,14 +5,8 @@
 
 mod common;
 
-use common::{binary, binary_with_deadline, interrupt_twice_after_log, synth_slide};
+use common::{binary, binary_with_deadline, interrupt_twice_after_log, mkfifo, synth_slide};
 use std::path::Path;
-
-fn mkfifo(path: &Path) {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
-}
 
 #[test]
 fn a_fifo_is_refused_as_a_slide_instead_of_blocking() {

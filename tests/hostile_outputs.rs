@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{binary, synthetic_png};
+use common::{binary, limit_file_size, mkfifo, synth_slide, synthetic_png};
 use std::ffi::OsStr;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -43,12 +43,6 @@ fn refused(dir: &Path, slide: &Path, out: impl AsRef<OsStr>, extra: &[&str], nam
         assert!(stderr.contains(name), "{name} not in {stderr}");
     }
     assert_eq!(listing(dir), before, "{stderr}");
-}
-
-fn mkfifo(path: &Path) {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
 }
 
 #[test]
@@ -153,4 +147,48 @@ fn an_existing_mask_is_replaced_as_before() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_ne!(std::fs::read(&out).unwrap(), b"an old mask");
+}
+
+/// A disk that fills up after the mask is written (here: no file may exceed 300 kB, and the
+/// full-resolution overlay is larger) leaves no mask without its summary: before the fix
+/// the complete mask.tif stayed under its final name without mask.json (exit 1).
+#[test]
+fn a_disk_full_at_the_overlay_leaves_no_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let slide = synth_slide(&dir.path().join("slides"), "s", 1024, 3);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let mut command = binary();
+    command
+        .args(["-q", "segment", "--baseline", "threshold", "--out"])
+        .arg(out.join("mask.tif"))
+        .arg(&slide);
+    limit_file_size(&mut command, 300_000);
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("mask.overlay.png"), "{stderr}");
+    assert_eq!(listing(&out), Vec::<PathBuf>::new(), "{stderr}");
+}
+
+/// A cohort whose output folder cannot take a file says so (exit 2, "free space") and
+/// leaves no write-test file behind; before, it advised fixing permissions and left
+/// `.slidestream-write-test-<pid>`.
+#[test]
+fn a_cohort_into_a_full_disk_says_so_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let slides = dir.path().join("slides");
+    synth_slide(&slides, "s", 512, 4);
+    let out = dir.path().join("out");
+    let mut command = binary();
+    command
+        .args(["-q", "cohort", "--baseline", "threshold", "--out-dir"])
+        .arg(&out)
+        .arg(&slides);
+    limit_file_size(&mut command, 1);
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("free space"), "{stderr}");
+    assert_eq!(listing(&out), Vec::<PathBuf>::new(), "{stderr}");
 }

@@ -126,12 +126,10 @@ impl Layout {
                 ))
             })?;
             let probe = dir.join(format!(".slidestream-write-test-{}", std::process::id()));
-            std::fs::write(&probe, b"ok").map_err(|e| {
-                fail(format!(
-                    "cannot write there ({e}); fix its permissions or choose another folder"
-                ))
-            })?;
+            let written = std::fs::write(&probe, b"ok");
+            // A full disk creates the file and then fails to fill it: remove it either way.
             let _ = std::fs::remove_file(&probe);
+            written.map_err(|e| fail(format!("cannot write there ({e}); {}", write_advice(&e))))?;
         }
         Ok(())
     }
@@ -502,4 +500,15 @@ pub fn collect_report(
     let report = CohortReport::new(rows, segmenter, shard, 0.0);
     report.write(layout, shard)?;
     Ok(report)
+}
+
+/// What to do when a folder cannot be written to, from why.
+fn write_advice(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
+            "free space there or choose another folder"
+        }
+        _ => "fix its permissions or choose another folder",
+    }
 }

@@ -427,7 +427,10 @@ pub fn segment_slide(
             return Err(error.into());
         }
     };
-    let finished = taken.finish()?;
+    let mut finished = taken.finish()?;
+    // Until the summary is written, a failure (a disk that fills up at the overlay)
+    // removes every output, so no mask is left without its summary.
+    let mut written = std::mem::take(&mut finished.written);
     let pipeline_s = report.wall_secs;
 
     let overlay = if options.overlay {
@@ -438,6 +441,7 @@ pub fn segment_slide(
         )?;
         let picture = finished.coverage.draw_over(&thumbnail.image);
         write_png(&path, &picture)?;
+        written.add(&path);
         Some(path)
     } else {
         None
@@ -503,6 +507,7 @@ pub fn segment_slide(
         slidestream_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     write_summary(&sidecar_path(mask, ".json"), &summary)?;
+    written.complete();
     Ok(summary)
 }
 

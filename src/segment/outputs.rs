@@ -12,6 +12,7 @@ use super::nuclei::{Nucleus, SplitStats, Splitter};
 use super::nuclei_table::NucleiTable;
 use super::overlay::Coverage;
 use super::{MppSource, ScaleUsed, SegmentError, SegmentOptions};
+use crate::atomic_file::IncompleteSet;
 use crate::tiff::PyramidWriter;
 use crate::watershed::SeparationParams;
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ pub struct FinishedOutputs {
     pub mask: PathBuf,
     pub geojson: Option<PathBuf>,
     pub table: Option<PathBuf>,
+    /// The files above, removed unless the slide's summary is written too.
+    pub written: IncompleteSet,
     pub components: ComponentStats,
     pub nuclei: SplitStats,
     pub coverage: Coverage,
@@ -152,13 +155,20 @@ impl MaskOutputs {
                 nuclei.report(nucleus)?;
             }
         }
+        // Each file is renamed into place as it is closed; should a later one fail, the
+        // set removes those already in place.
+        let mut written = IncompleteSet::default();
         let mask = self.writer.finish()?;
+        written.add(&mask);
         let geojson = nuclei.geojson.map(GeoJsonWriter::finish).transpose()?;
+        geojson.iter().for_each(|path| written.add(path));
         let table = nuclei.table.map(NucleiTable::finish).transpose()?;
+        table.iter().for_each(|path| written.add(path));
         Ok(FinishedOutputs {
             mask,
             geojson,
             table,
+            written,
             components,
             nuclei: nuclei.splitter.stats().clone(),
             coverage: self.coverage,

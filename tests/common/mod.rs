@@ -84,6 +84,33 @@ pub fn binary_with_deadline(seconds: u32) -> std::process::Command {
     command
 }
 
+/// A named pipe (FIFO) at `path`.
+pub fn mkfifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+}
+
+/// Limits every file `command`'s process writes to `bytes`, as a full disk would: a write
+/// past it fails with EFBIG (SIGXFSZ, which would kill the process, is ignored).
+pub fn limit_file_size(command: &mut std::process::Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: between fork and exec only async-signal-safe calls (setrlimit, signal).
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs a command that must succeed (stderr shown otherwise) and parses its stdout as JSON.
 pub fn json_output(command: &mut std::process::Command) -> serde_json::Value {
     let out = command.output().expect("the command starts");
