@@ -242,7 +242,7 @@ fn run(command: Command, quiet: bool, cancel: &CancelToken) -> anyhow::Result<()
                 min_area,
                 ..TissueParams::default()
             };
-            let report = tissue::run(&slide, &out, &params)?;
+            let report = tissue::run(&slide, &out, &params, cancel)?;
             if json {
                 commands::print_json(&report)?;
             } else {

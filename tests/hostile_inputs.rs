@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{binary, binary_with_deadline, interrupt_twice_after_log, mkfifo, synth_slide};
+use common::{
+    binary, binary_with_deadline, interrupt_after_log, interrupt_twice_after_log, mkfifo,
+    synth_slide,
+};
 use std::path::Path;
 
 #[test]
@@ -86,4 +89,68 @@ fn a_second_interrupt_exits_130_and_leaves_nothing() {
         assert!(!out.join("mask.tif").exists(), "round {round}");
         assert_eq!(partial_files(&out), Vec::<std::path::PathBuf>::new());
     }
+}
+
+/// A 200000 × 200000 single-level RGB TIFF of 1024² uncompressed tiles, every tile entry
+/// pointing at the same pink tile: 40 Gpx to decode from a 3.4 MB file.
+fn huge_sparse_tiff(path: &Path) {
+    const SIDE: u32 = 200_000;
+    const TILE: u32 = 1024;
+    let tiles = SIDE.div_ceil(TILE).pow(2) as usize;
+    let tile_bytes = (TILE * TILE * 3) as usize;
+    let tile_at = 8u32;
+    let offsets_at = tile_at + tile_bytes as u32;
+    let counts_at = offsets_at + 4 * tiles as u32;
+    let bits_at = counts_at + 4 * tiles as u32;
+    let ifd_at = bits_at + 6;
+    let mut file = b"II*\0".to_vec();
+    file.extend(ifd_at.to_le_bytes());
+    file.extend([200u8, 150, 180].repeat(tile_bytes / 3));
+    file.extend(tile_at.to_le_bytes().repeat(tiles));
+    file.extend((tile_bytes as u32).to_le_bytes().repeat(tiles));
+    file.extend([8u8, 0].repeat(3));
+    // (tag, type: 3 SHORT / 4 LONG, count, value or offset), in tag order.
+    let entries: [(u16, u16, u32, u32); 11] = [
+        (256, 4, 1, SIDE),
+        (257, 4, 1, SIDE),
+        (258, 3, 3, bits_at),
+        (259, 3, 1, 1),
+        (262, 3, 1, 2),
+        (277, 3, 1, 3),
+        (284, 3, 1, 1),
+        (322, 3, 1, TILE),
+        (323, 3, 1, TILE),
+        (324, 4, tiles as u32, offsets_at),
+        (325, 4, tiles as u32, counts_at),
+    ];
+    file.extend((entries.len() as u16).to_le_bytes());
+    for (tag, kind, count, value) in entries {
+        file.extend(tag.to_le_bytes());
+        file.extend(kind.to_le_bytes());
+        file.extend(count.to_le_bytes());
+        file.extend(value.to_le_bytes());
+    }
+    file.extend(0u32.to_le_bytes());
+    std::fs::write(path, file).unwrap();
+}
+
+/// Before the fix, a single-level 40 Gpx slide kept decoding its tissue overview for
+/// minutes after SIGTERM, and `-v` said nothing about why it was slow.
+#[test]
+fn a_slide_without_a_pyramid_warns_and_stops_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let slide = dir.path().join("huge.tif");
+    huge_sparse_tiff(&slide);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let code = interrupt_after_log(
+        binary_with_deadline(60)
+            .args(["segment", "--baseline", "threshold", "--out"])
+            .arg(out.join("mask.tif"))
+            .arg(&slide),
+        "no pyramid level",
+    );
+    assert_eq!(code, Some(130));
+    assert_eq!(partial_files(&out), Vec::<std::path::PathBuf>::new());
+    assert!(!out.join("mask.tif").exists());
 }

@@ -162,7 +162,7 @@ fn plain_images_are_single_level_slides() {
         })
     ));
     // Overview of a 37×23 image at downsample 4: box averages of 4×4 blocks.
-    let o = read_overview(s.as_ref(), 4.0).unwrap();
+    let o = read_overview(s.as_ref(), 4.0, &|| false).unwrap();
     assert_eq!((o.image.width, o.image.height, o.downsample), (10, 6, 4.0));
     let expected_r = (0..4).map(|x| x * 5).sum::<u32>() as f64 / 4.0;
     assert!((f64::from(o.image.pixels[0]) - expected_r).abs() <= 0.5);

@@ -58,7 +58,8 @@ fn tissue_detection_finds_the_generated_tissue() {
     let dir = tempfile::tempdir().unwrap();
     let report = make_slide(dir.path(), 2400, 1800, 0.5);
     let s = slide::open(&report.slide).unwrap();
-    let (mask, _level) = detect_slide_tissue(s.as_ref(), &TissueParams::default()).unwrap();
+    let (mask, _level) =
+        detect_slide_tissue(s.as_ref(), &TissueParams::default(), &|| false).unwrap();
     let error = (mask.fraction() - report.tissue_fraction).abs();
     assert!(
         error < 0.05,
@@ -70,7 +71,7 @@ fn tissue_detection_finds_the_generated_tissue() {
     let empty = tempfile::tempdir().unwrap();
     let glass = make_slide(empty.path(), 1200, 900, 0.0);
     let s = slide::open(&glass.slide).unwrap();
-    let (mask, _) = detect_slide_tissue(s.as_ref(), &TissueParams::default()).unwrap();
+    let (mask, _) = detect_slide_tissue(s.as_ref(), &TissueParams::default(), &|| false).unwrap();
     assert_eq!(mask.fraction(), 0.0);
 }
 
@@ -79,7 +80,7 @@ fn parallel_decoding_of_tissue_tiles_matches_direct_reads_in_grid_order() {
     let dir = tempfile::tempdir().unwrap();
     let report = make_slide(dir.path(), 1300, 900, 0.5);
     let s = slide::open(&report.slide).unwrap();
-    let (mask, _) = detect_slide_tissue(s.as_ref(), &TissueParams::default()).unwrap();
+    let (mask, _) = detect_slide_tissue(s.as_ref(), &TissueParams::default(), &|| false).unwrap();
     let grid = TileGrid::new(1300, 900, 256, 40);
     let split = grid.split_by_tissue(&mask, 1.0, 0.0);
     assert!(!split.tissue.is_empty() && !split.background.is_empty());

@@ -1,5 +1,7 @@
 //! `slidestream tissue`: where the tissue is, as a PNG map plus summary numbers.
 
+use crate::pipeline::CancelToken;
+use crate::segment::cancelled_if_interrupted;
 use crate::slide::tissue::{detect_slide_tissue, TissueParams};
 use crate::slide::{self};
 use serde::Serialize;
@@ -18,9 +20,15 @@ pub struct TissueReport {
     pub map_height: u32,
 }
 
-pub fn run(slide_path: &Path, out: &Path, params: &TissueParams) -> anyhow::Result<TissueReport> {
+pub fn run(
+    slide_path: &Path,
+    out: &Path,
+    params: &TissueParams,
+    cancel: &CancelToken,
+) -> anyhow::Result<TissueReport> {
     let slide = slide::open(slide_path)?;
-    let (mask, level) = detect_slide_tissue(slide.as_ref(), params)?;
+    let (mask, level) = detect_slide_tissue(slide.as_ref(), params, &|| cancel.is_cancelled())
+        .map_err(cancelled_if_interrupted)?;
     crate::atomic_file::write_atomically(out, |partial| Ok(mask.write_png(partial)?))?;
     Ok(TissueReport {
         slide: slide_path.to_path_buf(),

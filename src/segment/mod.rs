@@ -81,6 +81,15 @@ pub enum SegmentError {
     Write { path: PathBuf, message: String },
 }
 
+/// A slide read stopped by the cancel token is the run being cancelled (exit code 130, a
+/// cancelled slide in a cohort), not a bad slide.
+pub fn cancelled_if_interrupted(error: SlideError) -> SegmentError {
+    match error {
+        SlideError::Interrupted { .. } => PipelineError::Cancelled.into(),
+        other => other.into(),
+    }
+}
+
 impl SegmentError {
     /// The user's input is at fault (slide, model, option), not the run.
     pub fn is_bad_input(&self) -> bool {
@@ -216,7 +225,9 @@ pub fn segment_slide(
     let started = Instant::now();
     check_options(options)?;
     crate::allocator::keep_freed_memory();
-    let (tissue, _) = detect_slide_tissue(slide.as_ref(), &TissueParams::default())?;
+    let stopped = || cancel.is_cancelled();
+    let (tissue, _) = detect_slide_tissue(slide.as_ref(), &TissueParams::default(), &stopped)
+        .map_err(cancelled_if_interrupted)?;
     let tissue = Arc::new(tissue);
     let tissue_detection_s = started.elapsed().as_secs_f64();
 
@@ -438,7 +449,9 @@ pub fn segment_slide(
         let thumbnail = read_overview(
             slide.as_ref(),
             finished.coverage.factor() as f64 * geometry.output_downsample,
-        )?;
+            &stopped,
+        )
+        .map_err(cancelled_if_interrupted)?;
         let picture = finished.coverage.draw_over(&thumbnail.image);
         write_png(&path, &picture)?;
         written.add(&path);

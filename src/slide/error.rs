@@ -26,6 +26,9 @@ pub enum SlideError {
         height: u64,
     },
 
+    #[error("{path}: reading stopped (interrupted)")]
+    Interrupted { path: PathBuf },
+
     #[error("{path}: level {level} does not exist (the slide has {count} levels)")]
     InvalidLevel {
         path: PathBuf,

@@ -16,9 +16,18 @@ pub struct Overview {
     pub level: usize,
 }
 
+/// Level pixels above which reading an overview is announced: a slide without a coarse
+/// pyramid level has to be decoded whole, which can take minutes to hours.
+const SLOW_OVERVIEW_PIXELS: u64 = 1 << 30;
+
 /// Reads the slide at roughly `target_downsample` (level-0 px per output px): the finest
-/// level not finer than needed, reduced by an integer box average.
-pub fn read_overview(slide: &dyn Slide, target_downsample: f64) -> Result<Overview, SlideError> {
+/// level not finer than needed, reduced by an integer box average. `stopped` is asked
+/// between bands; once it says true the read ends with [`SlideError::Interrupted`].
+pub fn read_overview(
+    slide: &dyn Slide,
+    target_downsample: f64,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Overview, SlideError> {
     let levels = slide.levels();
     let target = target_downsample.max(1.0);
     let level = levels
@@ -31,8 +40,22 @@ pub fn read_overview(slide: &dyn Slide, target_downsample: f64) -> Result<Overvi
     let out_h = info.height.div_ceil(factor);
     let mut image = RgbRegion::white(out_w as u32, out_h as u32);
     let rows_per_band = (BAND_PIXELS / (info.width * factor)).max(1) * factor;
+    let level_pixels = info.width * info.height;
+    if level_pixels > SLOW_OVERVIEW_PIXELS {
+        tracing::warn!(
+            slide = %slide.path().display(),
+            "no pyramid level near 1/{target:.0} scale: its overview decodes all {:.1} Gpx of \
+             level {level}, which can take long (a pyramidal TIFF avoids this)",
+            level_pixels as f64 / 1e9
+        );
+    }
     let mut y = 0;
     while y < info.height {
+        if stopped() {
+            return Err(SlideError::Interrupted {
+                path: slide.path().to_path_buf(),
+            });
+        }
         let h = rows_per_band.min(info.height - y);
         let band = slide.read_region(level, 0, y as i64, info.width as u32, h as u32)?;
         reduce_band(&band, factor, &mut image, y / factor);

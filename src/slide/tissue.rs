@@ -343,13 +343,15 @@ pub fn overview_downsample(width: u64, height: u64) -> f64 {
 }
 
 /// Reads a slide's overview and finds its tissue. The mask's `downsample` maps it back to
-/// level 0; `level` is the slide level the overview was reduced from.
+/// level 0; `level` is the slide level the overview was reduced from. `stopped` interrupts
+/// the read (see [`super::read_overview`]).
 pub fn detect_slide_tissue(
     slide: &dyn super::Slide,
     params: &TissueParams,
+    stopped: &dyn Fn() -> bool,
 ) -> Result<(TissueMask, usize), super::SlideError> {
     let (width, height) = slide.dimensions();
-    let overview = super::read_overview(slide, overview_downsample(width, height))?;
+    let overview = super::read_overview(slide, overview_downsample(width, height), stopped)?;
     let image = &overview.image;
     let mask = detect_tissue(
         &image.pixels,

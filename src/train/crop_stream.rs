@@ -305,7 +305,8 @@ fn skipped(path: &Path, reason: String) -> SlideUse {
 
 fn prepare(path: &Path) -> Result<SampledSlide, SlideError> {
     let slide = slide::open(path)?;
-    let (mask, _) = detect_slide_tissue(slide.as_ref(), &TissueParams::default())?;
+    // Slides are prepared before training starts, within the time of opening them.
+    let (mask, _) = detect_slide_tissue(slide.as_ref(), &TissueParams::default(), &|| false)?;
     let tissue_pixels = (0u32..)
         .zip(mask.data())
         .filter(|(_, &v)| v != 0)
