@@ -46,6 +46,7 @@ fn crops_carry_their_slides_stain_when_asked() {
     let (tissue, _) = slidestream::slide::tissue::detect_slide_tissue(
         slide.as_ref(),
         &slidestream::slide::tissue::TissueParams::default(),
+        &|| false,
     )
     .unwrap();
     let geometry = slidestream::segment::Geometry::native(slide.as_ref(), 0).unwrap();
