@@ -107,7 +107,10 @@ fn main() {
         slides.push(synth::run(&args, false, &CancelToken::new()).unwrap().slide);
     }
     for path in &slides {
-        bench(path, workers, OpenOptions { fast_jpeg: false }, "openslide");
+        bench(path, workers, OpenOptions {
+            fast_jpeg: false,
+            ..Default::default()
+        }, "openslide");
         bench(path, workers, OpenOptions::default(), "default");
     }
 }

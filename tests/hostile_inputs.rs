@@ -154,3 +154,58 @@ fn a_slide_without_a_pyramid_warns_and_stops_when_asked() {
     assert_eq!(partial_files(&out), Vec::<std::path::PathBuf>::new());
     assert!(!out.join("mask.tif").exists());
 }
+
+/// A copy of the CMU slide with 64 bytes inverted in the middle of the entropy-coded data
+/// of level 0's tile `index` (tile 2's damage is one the fast decoder sees).
+fn slide_with_a_damaged_tile(dir: &Path, index: usize) -> Option<std::path::PathBuf> {
+    use tiff::tags::Tag;
+    let original = common::shared_data("slides/CMU-1-Small-Region.svs")?;
+    let mut bytes = std::fs::read(&original).unwrap();
+    let mut decoder = tiff::decoder::Decoder::new(std::fs::File::open(&original).unwrap())
+        .unwrap();
+    let offsets = decoder.get_tag_u64_vec(Tag::TileOffsets).unwrap();
+    let counts = decoder.get_tag_u64_vec(Tag::TileByteCounts).unwrap();
+    let middle = (offsets[index] + counts[index] / 2) as usize;
+    for byte in &mut bytes[middle..middle + 64] {
+        *byte = !*byte;
+    }
+    let damaged = dir.join("damaged.svs");
+    std::fs::write(&damaged, bytes).unwrap();
+    Some(damaged)
+}
+
+/// Before, damage inside a JPEG tile decoded to wrong pixels with exit 0 and no word. Now
+/// the tile is named in a warning and counted in the summary, and `--strict-decoding`
+/// (libjpeg) fails the slide with exit 2.
+#[test]
+fn a_damaged_jpeg_tile_is_named_counted_and_refused_when_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(slide) = slide_with_a_damaged_tile(dir.path(), 2) else {
+        return;
+    };
+    let segment = |strict: bool, out: &str| {
+        let mut command = binary();
+        command
+            .args(["segment", "--baseline", "threshold", "--json", "--out"])
+            .arg(dir.path().join(out))
+            .arg(&slide);
+        if strict {
+            command.arg("--strict-decoding");
+        }
+        command.output().unwrap()
+    };
+    let lenient = segment(false, "lenient.tif");
+    let stderr = String::from_utf8_lossy(&lenient.stderr);
+    assert!(lenient.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&lenient.stdout).unwrap();
+    assert_eq!(summary["tiles"]["damaged_jpeg_tiles"], 1, "{stderr}");
+    let warnings = stderr.matches("is damaged").count();
+    assert_eq!(warnings, 1, "one warning per damaged tile: {stderr}");
+
+    let strict = segment(true, "strict.tif");
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("damaged.svs") && stderr.contains("Corrupt JPEG"), "{stderr}");
+    assert!(!dir.path().join("strict.tif").exists());
+}

@@ -496,6 +496,7 @@ pub fn segment_slide(
             total: grid.len(),
             tissue: tissue_tiles,
             segmented,
+            damaged_jpeg_tiles: slide.damaged_tiles(),
         },
         tissue_fraction,
         nuclei: NucleiSummary::new(

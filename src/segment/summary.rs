@@ -76,6 +76,9 @@ pub struct TileCounts {
     pub tissue: usize,
     /// Tiles the model ran on (all of them with `--all-tiles`).
     pub segmented: usize,
+    /// The slide file's own JPEG tiles found damaged and decoded as far as they went
+    /// (each named in a warning); 0 when undamaged or not readable this way.
+    pub damaged_jpeg_tiles: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,13 +6,23 @@
 //! Colour follows the TIFF container, as OpenSlide does: Aperio writes JPEG tiles whose
 //! samples are RGB while the JPEG stream looks like YCbCr, and marks that with
 //! PhotometricInterpretation = RGB; such tiles are taken as decoded samples, unconverted.
+//!
+//! Damaged tiles: JPEG has no checksum. A strict decode catches some damage in the
+//! entropy-coded data (a bad Huffman code, a marker inside the data, data running out), and
+//! such a tile is decoded again leniently, as browsers show it, named in a warning once and
+//! counted ([`JpegTiles::damaged_tiles`], reported in the summary): a lab wants a slide
+//! with a few damaged tiles segmented rather than lost, but not garbage taken for tissue
+//! silently. Most flipped bits decode without any sign here, while libjpeg (OpenSlide)
+//! refuses them, so [`super::OpenOptions::strict_decoding`] reads through OpenSlide instead.
 
 use super::region::Visible;
 use super::tiff_structure::Directory;
 use super::{Level, RgbRegion};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use zune_core::bytestream::ZCursor;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
@@ -31,14 +41,21 @@ struct JpegLevel {
     chunks: Vec<(u64, u64)>,
     /// The shared tables without their end-of-image marker, to prefix each tile.
     tables: Vec<u8>,
+    /// Strict: every irregularity in the data is an error.
     options: DecoderOptions,
 }
 
+/// Where a tile is: slide level, column, row.
+type TilePosition = (usize, u64, u64);
+
 /// Direct JPEG tile access for the levels of a slide that allow it.
 pub struct JpegTiles {
+    path: PathBuf,
     file: File,
     /// Indexed by slide level; `None` where OpenSlide must read.
     levels: Vec<Option<JpegLevel>>,
+    /// Damaged tiles seen so far (tiles are read more than once: halos, overviews).
+    damaged: Mutex<BTreeSet<TilePosition>>,
 }
 
 impl JpegTiles {
@@ -65,7 +82,48 @@ impl JpegTiles {
         levels
             .iter()
             .any(Option::is_some)
-            .then_some(Self { file, levels })
+            .then_some(Self {
+                path: path.to_path_buf(),
+                file,
+                levels,
+                damaged: Mutex::default(),
+            })
+    }
+
+    /// How many distinct tiles were found damaged so far.
+    pub fn damaged_tiles(&self) -> u64 {
+        self.damaged.lock().map_or(0, |set| set.len() as u64)
+    }
+
+    /// Decodes tile `(col, row)` of `level`, stored at `chunk`; a damaged one is decoded
+    /// leniently, warned about once and counted.
+    fn decode_tile(
+        &self,
+        level: usize,
+        l: &JpegLevel,
+        (col, row): (u64, u64),
+        chunk: (u64, u64),
+    ) -> Result<Vec<u8>, String> {
+        let stream = l.stream(&self.file, chunk)?;
+        let damage = match l.decode(&stream, l.options) {
+            Ok(pixels) => return Ok(pixels),
+            Err(damage) => damage,
+        };
+        let pixels = l.decode(&stream, l.options.set_strict_mode(false))?;
+        let first_time = self
+            .damaged
+            .lock()
+            .map_or(true, |mut set| set.insert((level, col, row)));
+        if first_time {
+            tracing::warn!(
+                slide = %self.path.display(),
+                "JPEG tile ({col}, {row}) of level {level} at byte {} is damaged ({damage}): \
+                 its pixels are decoded as far as they go and may be wrong; \
+                 --strict-decoding reads through libjpeg, which refuses damaged tiles",
+                chunk.0
+            );
+        }
+        Ok(pixels)
     }
 
     pub fn covers(&self, level: usize) -> bool {
@@ -92,7 +150,7 @@ impl JpegTiles {
             for col in x0 / tw..x1.div_ceil(tw) {
                 let tile = match l.chunks.get((row * l.cols + col) as usize) {
                     Some(&(_, 0)) => continue,
-                    Some(&chunk) => l.decode(&self.file, chunk)?,
+                    Some(&chunk) => self.decode_tile(level, l, (col, row), chunk)?,
                     None => return Err(format!("tile ({col}, {row}) is missing")),
                 };
                 // Intersection of this tile with the visible block, in level coordinates.
@@ -134,7 +192,7 @@ impl JpegLevel {
             cols: dir.width.div_ceil(u64::from(tile_w)),
             chunks: dir.chunks.clone(),
             tables,
-            options: DecoderOptions::default(),
+            options: DecoderOptions::default().set_strict_mode(true),
         };
         let first = *level.chunks.iter().find(|c| c.1 > 0)?;
         // RGB-photometric tiles are used as stored: ask the decoder for its input colour
@@ -146,7 +204,7 @@ impl JpegLevel {
             let input = probe.input_colorspace()?;
             level.options = level.options.jpeg_set_out_colorspace(input);
         }
-        let decoded = level.decode(file, first).ok()?;
+        let decoded = level.decode(&level.stream(file, first).ok()?, level.options).ok()?;
         (decoded.len() == (tile_w * tile_h * 3) as usize).then_some(level)
     }
 
@@ -162,17 +220,14 @@ impl JpegLevel {
         Ok(stream)
     }
 
-    fn decode(&self, file: &File, chunk: (u64, u64)) -> Result<Vec<u8>, String> {
-        let stream = self.stream(file, chunk)?;
-        let mut decoder = JpegDecoder::new_with_options(ZCursor::new(&stream), self.options);
-        let pixels = decoder
-            .decode()
-            .map_err(|e| format!("JPEG tile at byte {}: {e:?}", chunk.0))?;
+    /// Decodes one tile's JPEG `stream` with `options`.
+    fn decode(&self, stream: &[u8], options: DecoderOptions) -> Result<Vec<u8>, String> {
+        let mut decoder = JpegDecoder::new_with_options(ZCursor::new(stream), options);
+        let pixels = decoder.decode().map_err(|e| format!("{e:?}"))?;
         let expected = (self.tile_w * self.tile_h * 3) as usize;
         if pixels.len() != expected {
             return Err(format!(
-                "JPEG tile at byte {} decoded to {} bytes, expected {expected}",
-                chunk.0,
+                "decoded to {} bytes, expected {expected}",
                 pixels.len()
             ));
         }

@@ -168,6 +168,10 @@ impl Slide for OpenSlideSlide {
         &self.path
     }
 
+    fn damaged_tiles(&self) -> u64 {
+        self.jpeg_tiles.as_ref().map_or(0, JpegTiles::damaged_tiles)
+    }
+
     fn levels(&self) -> &[Level] {
         &self.levels
     }
