@@ -107,10 +107,15 @@ fn main() {
         slides.push(synth::run(&args, false, &CancelToken::new()).unwrap().slide);
     }
     for path in &slides {
-        bench(path, workers, OpenOptions {
-            fast_jpeg: false,
-            ..Default::default()
-        }, "openslide");
+        bench(
+            path,
+            workers,
+            OpenOptions {
+                fast_jpeg: false,
+                ..Default::default()
+            },
+            "openslide",
+        );
         bench(path, workers, OpenOptions::default(), "default");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Data flows one way through modules with one job each: [`slide`] reads pixels and finds
 //! tissue, [`pipeline`] connects stages with bounded channels, [`synth`] makes H&E-like test
-//! slides with known nuclei, [`tiff`] writes pyramidal masks, and [`commands`] are the CLI's
+//! slides with known nuclei, [`tiff`] writes pyramidal masks, [`picture`]
+//! draws text and plots on the pictures people look at, and [`commands`] are the CLI's
 //! subcommands on top.
 
 pub mod allocator;
@@ -17,6 +18,7 @@ pub mod logging;
 pub mod model;
 pub mod morphology;
 pub mod output_path;
+pub mod picture;
 pub mod pipeline;
 pub mod scores;
 pub mod segment;

@@ -173,6 +173,16 @@ fn bad_slides_are_reported_and_the_cohort_goes_on() {
     let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
     assert!(csv.starts_with("name,id,slide,status,error,tiles,nuclei,area_fraction"));
     assert_eq!(csv.lines().count(), 6);
+    // report.html: every slide, failures first, thumbnails linking to the overlays; and
+    // `--report-only` rebuilds the same page from the files on disk.
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_page_rows(&page);
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    let rebuilt = cohort(&[&slides, &broken, &missing], &out, &["--report-only"])
+        .output()
+        .unwrap();
+    assert_eq!(rebuilt.status.code(), Some(3), "{}", stderr(&rebuilt));
+    assert_page_rows(&std::fs::read_to_string(out.join("report.html")).unwrap());
 
     // A rerun skips the done slides and retries the failed ones.
     let again = cohort(&[&slides, &broken, &missing], &out, &["--json"])
@@ -213,6 +223,37 @@ fn bad_slides_are_reported_and_the_cohort_goes_on() {
     let error = r["slides"][0]["error"].as_str().unwrap();
     assert!(error.starts_with("timed out after"), "{error}");
     assert!(partial_files(&out).is_empty());
+}
+
+/// The rows of the page of `bad_slides_are_reported_and_the_cohort_goes_on`.
+fn assert_page_rows(page: &str) {
+    let statuses: Vec<&str> = page
+        .lines()
+        .filter_map(|line| line.strip_prefix("<tr class=\""))
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(statuses, ["failed", "failed", "failed", "done", "done"]);
+    for name in ["good", "good2"] {
+        let link = format!("<a href=\"slides/{name}.overlay.png\"><img src=\"data:image/jpeg");
+        assert!(page.contains(&link), "no thumbnail for {name}");
+    }
+}
+
+/// A file name is text on the page, never markup.
+#[test]
+fn a_hostile_slide_name_is_text_in_the_report_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = dir.path().join("<img src=x onerror=alert(1)>.svs");
+    std::fs::write(&hostile, b"not a slide").unwrap();
+    let out = dir.path().join("out");
+    let run = cohort(&[&hostile], &out, &[]).output().unwrap();
+    assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(
+        !page.contains("<img src=x"),
+        "the name went into the page as markup"
+    );
 }
 
 /// `bytes` with every TIFF DateTime value ("YYYY:MM:DD HH:MM:SS") blanked: the mask writer

@@ -161,8 +161,7 @@ fn slide_with_a_damaged_tile(dir: &Path, index: usize) -> Option<std::path::Path
     use tiff::tags::Tag;
     let original = common::shared_data("slides/CMU-1-Small-Region.svs")?;
     let mut bytes = std::fs::read(&original).unwrap();
-    let mut decoder = tiff::decoder::Decoder::new(std::fs::File::open(&original).unwrap())
-        .unwrap();
+    let mut decoder = tiff::decoder::Decoder::new(std::fs::File::open(&original).unwrap()).unwrap();
     let offsets = decoder.get_tag_u64_vec(Tag::TileOffsets).unwrap();
     let counts = decoder.get_tag_u64_vec(Tag::TileByteCounts).unwrap();
     let middle = (offsets[index] + counts[index] / 2) as usize;
@@ -206,6 +205,9 @@ fn a_damaged_jpeg_tile_is_named_counted_and_refused_when_strict() {
     let stderr = String::from_utf8_lossy(&strict.stderr);
     assert_eq!(strict.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("damaged.svs") && stderr.contains("Corrupt JPEG"), "{stderr}");
+    assert!(
+        stderr.contains("damaged.svs") && stderr.contains("Corrupt JPEG"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("strict.tif").exists());
 }

@@ -12,7 +12,8 @@ use slidestream::model::{
 };
 use slidestream::pipeline::{CancelToken, PipelineError};
 use slidestream::segment::{
-    segment_slide, sidecar_path, Geometry, Predictor, SegmentError, SegmentOptions, TargetScale,
+    caption_height, segment_slide, sidecar_path, Geometry, Predictor, SegmentError, SegmentOptions,
+    TargetScale,
 };
 use slidestream::stain::{calibrate_to, hematoxylin_cut};
 use std::path::{Path, PathBuf};
@@ -386,8 +387,24 @@ fn the_mask_opens_in_openslide_with_every_level_and_the_slide_mpp() {
         serde_json::from_slice(&std::fs::read(sidecar_path(&out, ".json")).unwrap()).unwrap();
     assert_eq!(written["nuclei"], summary["nuclei"]);
     let overlay = image::open(sidecar_path(&out, ".overlay.png")).unwrap();
-    // At most 2048 px a side: 2100 px halve to 1050.
-    assert_eq!((overlay.width(), overlay.height()), (1050, 650));
+    // At most 2048 px a side: 2100 px halve to 1050; the caption strip goes below.
+    assert_eq!(
+        (overlay.width(), overlay.height()),
+        (1050, 650 + caption_height(1050))
+    );
+    // The report page: the slide's row, its thumbnail, and a link to the overlay beside it.
+    let page = std::fs::read_to_string(sidecar_path(&out, ".report.html")).unwrap();
+    assert!(page.contains(&format!(
+        "<b>{}</b>",
+        slide_path.file_stem().unwrap().to_string_lossy()
+    )));
+    assert!(page.contains("data:image/jpeg;base64,"));
+    let overlay_name = sidecar_path(&out, ".overlay.png");
+    let overlay_name = overlay_name.file_name().unwrap().to_string_lossy();
+    assert!(
+        page.contains(&format!("<a href=\"{overlay_name}\">")),
+        "{page}"
+    );
     let geojson: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sidecar_path(&out, ".geojson")).unwrap()).unwrap();
     let features = geojson["features"].as_array().unwrap();

@@ -239,10 +239,14 @@ fn fast_jpeg_tiles_match_openslide_within_decoder_tolerance() {
         return;
     };
     let fast = open(&path);
-    let reference = slide::open_with(&path, slide::OpenOptions {
+    let reference = slide::open_with(
+        &path,
+        slide::OpenOptions {
             fast_jpeg: false,
             ..Default::default()
-        }).unwrap();
+        },
+    )
+    .unwrap();
     let (w, h) = fast.dimensions();
     // Tile-aligned, straddling tile seams (CMU's tiles are 240 px), and past the edges.
     let requests = [

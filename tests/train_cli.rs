@@ -74,9 +74,14 @@ fn folder_training_writes_a_complete_run_dir() {
         "model.json",
         "metrics.csv",
         "curves.png",
+        "curves.svg",
     ] {
         assert!(out.join(file).exists(), "{file} missing");
     }
+    // The curves name the run and mark the checkpoint model.json holds.
+    let svg = std::fs::read_to_string(out.join("curves.svg")).unwrap();
+    assert!(svg.contains("Training curves: contrastive, seed 0, 1 epoch(s)"));
+    assert!(svg.contains("selected checkpoint"));
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
     assert_eq!(card["channels"], 4);

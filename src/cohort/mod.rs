@@ -4,7 +4,7 @@
 //! ```text
 //! inputs (files, folders, manifests) ─► entries (safe unique names) ─► shard ─► skip done
 //!   ─► tokio scheduler: ≤ jobs slides in flight, each segment_slide on a blocking thread
-//!      with a child CancelToken (Ctrl-C, per-slide timeout) ─► rows ─► report.csv/json
+//!      with a child CancelToken (Ctrl-C, per-slide timeout) ─► rows ─► report.csv/json/html
 //! ```
 //!
 //! tokio only orchestrates (which slide runs when, timeouts, joining); the pixels go through
@@ -19,6 +19,7 @@
 //! complete; `*.partial` files a killed run left behind are removed before the slide runs
 //! again, and are never read as outputs.
 
+pub mod html;
 pub mod inputs;
 mod report;
 
@@ -275,7 +276,8 @@ pub fn run_cohort(
         .collect();
     let report = CohortReport::new(
         rows,
-        &segmenter,
+        segmenter.predictor.source().to_owned(),
+        settings,
         options.shard,
         started.elapsed().as_secs_f64(),
     );
@@ -497,7 +499,13 @@ pub fn collect_report(
                 .unwrap_or_else(|| SlideRow::new(entry, Status::Pending))
         })
         .collect();
-    let report = CohortReport::new(rows, segmenter, shard, 0.0);
+    let report = CohortReport::new(
+        rows,
+        segmenter.predictor.source().to_owned(),
+        settings,
+        shard,
+        0.0,
+    );
     report.write(layout, shard)?;
     Ok(report)
 }

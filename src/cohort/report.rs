@@ -1,5 +1,6 @@
-//! The cohort report (`report.csv`, `report.json`) and the per-slide files it is built
-//! from: `NAME.json` (complete) and `NAME.error.json` (failed).
+//! The cohort report (`report.csv`, `report.json`, and `report.html` through
+//! [`super::html`]) and the per-slide files it is built from: `NAME.json` (complete) and
+//! `NAME.error.json` (failed).
 
 use super::{CohortError, Entry, Layout, Segmenter, Shard};
 use crate::segment::{peak_rss_mb, sidecar_path, LengthUnit, SegmentSummary, Settings};
@@ -49,6 +50,12 @@ pub struct SlideRow {
     pub status: Status,
     pub error: Option<String>,
     pub mask: Option<PathBuf>,
+    /// The QC overlay, when written (`report.html` shows it).
+    #[serde(default)]
+    pub overlay: Option<PathBuf>,
+    /// Fraction of the slide detected as tissue.
+    #[serde(default)]
+    pub tissue_fraction: Option<f64>,
     pub tiles: Option<usize>,
     pub nuclei: Option<u64>,
     /// Nuclei per mm² of detected tissue (needs the slide's microns per pixel).
@@ -74,6 +81,8 @@ impl SlideRow {
             status,
             error: None,
             mask: None,
+            overlay: None,
+            tissue_fraction: None,
             tiles: None,
             nuclei: None,
             nuclei_per_mm2: None,
@@ -85,9 +94,11 @@ impl SlideRow {
         }
     }
 
-    pub(super) fn from_summary(entry: &Entry, status: Status, summary: &SegmentSummary) -> Self {
+    pub fn from_summary(entry: &Entry, status: Status, summary: &SegmentSummary) -> Self {
         Self {
             mask: Some(summary.mask.clone()),
+            overlay: summary.overlay.clone(),
+            tissue_fraction: Some(summary.tissue_fraction),
             tiles: Some(summary.tiles.total),
             nuclei: Some(summary.nuclei.count),
             nuclei_per_mm2: summary.nuclei.per_mm2_of_tissue,
@@ -113,6 +124,7 @@ struct StoredSummary {
     model: StoredModel,
     settings: Settings,
     geometry: StoredGeometry,
+    tissue_fraction: f64,
     tiles: StoredTiles,
     nuclei: StoredNuclei,
     timings: StoredTimings,
@@ -197,6 +209,8 @@ pub(super) fn completed(
             .all(|p| p.is_file());
     complete.then(|| SlideRow {
         mask: Some(stored.mask),
+        overlay: stored.overlay,
+        tissue_fraction: Some(stored.tissue_fraction),
         tiles: Some(stored.tiles.total),
         nuclei: Some(stored.nuclei.count),
         nuclei_per_mm2: stored.nuclei.per_mm2_of_tissue,
@@ -270,9 +284,12 @@ pub struct CohortReport {
 }
 
 impl CohortReport {
-    pub(super) fn new(
+    /// The report of `slides` segmented by `model` (`RUN_DIR` or the baseline) with
+    /// `settings`, in `seconds` of wall clock.
+    pub fn new(
         slides: Vec<SlideRow>,
-        segmenter: &Segmenter,
+        model: String,
+        settings: Settings,
         shard: Option<Shard>,
         seconds: f64,
     ) -> Self {
@@ -295,8 +312,8 @@ impl CohortReport {
         }
         let per_s = |x: f64| if seconds > 0.0 { x / seconds } else { 0.0 };
         Self {
-            model: segmenter.predictor.source().to_owned(),
-            settings: segmenter.settings(),
+            model,
+            settings,
             shard: shard.map(|s| s.to_string()),
             counts,
             seconds,
@@ -316,7 +333,7 @@ impl CohortReport {
         }
     }
 
-    /// Writes `STEM.json` and `STEM.csv` atomically into the report folder.
+    /// Writes `STEM.json`, `STEM.csv` and `STEM.html` atomically into the report folder.
     pub(super) fn write(&self, layout: &Layout, shard: Option<Shard>) -> Result<(), CohortError> {
         let stem = Self::stem(shard);
         let json = layout.report_dir.join(format!("{stem}.json"));
@@ -369,7 +386,8 @@ impl CohortReport {
             Ok(())
         })
         .map_err(|e| fail(&csv, e))?;
-        Ok(())
+        let html = layout.report_dir.join(format!("{stem}.html"));
+        super::html::write(self, &html).map_err(|e| fail(&html, e))
     }
 
     /// Where the report was written.

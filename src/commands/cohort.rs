@@ -1,5 +1,5 @@
 //! `slidestream cohort`: segment many slides, isolating failures, resuming reruns, writing
-//! report.csv / report.json.
+//! report.csv / report.json / report.html.
 
 use super::segment::ModelArgs;
 use crate::cohort::{
@@ -19,8 +19,9 @@ pub struct CohortArgs {
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output folder: slides/NAME.tif (+ NAME.json, NAME.overlay.png, NAME.geojson, or
-    /// NAME.error.json for a failed slide), report.csv and report.json. NAME is the slide's
-    /// id (manifest) or file stem, made file-safe and unique.
+    /// NAME.error.json for a failed slide), report.csv, report.json and report.html (a page
+    /// for a browser, self-contained, failed slides first). NAME is the slide's id
+    /// (manifest) or file stem, made file-safe and unique.
     #[arg(long)]
     pub out_dir: PathBuf,
     #[command(flatten)]
@@ -45,7 +46,7 @@ pub struct CohortArgs {
     /// workflow, one job per slide.
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
-    /// Write report.csv/report.json here instead of --out-dir.
+    /// Write report.csv/report.json/report.html here instead of --out-dir.
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
     /// Segment nothing: rebuild the report from the per-slide files in --out-dir (done,

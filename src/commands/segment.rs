@@ -1,14 +1,15 @@
 //! `slidestream segment`: one slide in, a pyramidal TIFF nuclei mask (plus summary JSON,
-//! QC overlay and optional GeoJSON) out.
+//! QC overlay, a report page and optional GeoJSON) out.
 
+use crate::cohort::{html, CohortReport, Entry, SlideRow, Status};
 use crate::device::DeviceChoice;
 use crate::model::{MODEL_CARD_FILE, WEIGHTS_FILE};
-use crate::output_path::check_outputs;
+use crate::output_path::{check_outputs, Output};
 use crate::pipeline::CancelToken;
 use crate::segment::SegmentSummary;
 use crate::segment::{
-    output_files, parse_mpp, plan_geometry, segment_slide, Predictor, SegmentError, SegmentOptions,
-    TargetScale,
+    output_files, parse_mpp, plan_geometry, segment_slide, sidecar_path, Predictor, SegmentError,
+    SegmentOptions, TargetScale,
 };
 use crate::slide::{open_with, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -161,7 +162,8 @@ pub struct SegmentArgs {
     /// Slide to segment (SVS, NDPI, MRXS, tiled TIFF, DICOM folder, PNG/JPEG/TIFF image).
     pub slide: PathBuf,
     /// Output mask: pyramidal tiled BigTIFF (0 background, 255 nucleus) with the slide's
-    /// geometry and MPP. MASK.json (summary), MASK.overlay.png and MASK.geojson go next to it.
+    /// geometry and MPP. MASK.json (summary), MASK.overlay.png, MASK.report.html and
+    /// MASK.geojson go next to it.
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]
@@ -247,7 +249,12 @@ pub fn run(
         .chain(run_files)
         .collect();
     let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
-    check_outputs(&output_files(&args.out, &options), &inputs)?;
+    let mut outputs = output_files(&args.out, &options);
+    outputs.push(Output {
+        path: report_page(&args.out),
+        what: "report page",
+    });
+    check_outputs(&outputs, &inputs)?;
     let slide = open_with(&args.slide, model.open_options())?;
     let geometry = plan_geometry(
         slide.as_ref(),
@@ -256,14 +263,49 @@ pub fn run(
         model.mpp,
         predictor.card().train_mpp,
     )?;
-    Ok(segment_slide(
+    let summary = segment_slide(
         slide,
         &geometry,
         Arc::new(predictor),
         &args.out,
         &options,
         cancel,
-    )?)
+    )?;
+    write_report_page(&summary)?;
+    Ok(summary)
+}
+
+/// `MASK.report.html`, the slide's report page.
+fn report_page(mask: &Path) -> PathBuf {
+    sidecar_path(mask, ".report.html")
+}
+
+/// The slide's row of a cohort report, as the same page a cohort gets.
+fn write_report_page(summary: &SegmentSummary) -> Result<(), SegmentError> {
+    let stem = |path: &Path| {
+        path.file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let entry = Entry {
+        id: stem(&summary.slide),
+        name: stem(&summary.mask),
+        path: summary.slide.clone(),
+    };
+    let row = SlideRow::from_summary(&entry, Status::Done, summary);
+    let report = CohortReport::new(
+        vec![row],
+        summary.model.source.clone(),
+        summary.settings.clone(),
+        None,
+        summary.timings.total_s,
+    );
+    let path = report_page(&summary.mask);
+    html::write(&report, &path).map_err(|e| SegmentError::Write {
+        message: crate::error_text::one_line(&e),
+        path,
+    })
 }
 
 /// The human-readable summary.
@@ -272,6 +314,7 @@ pub fn print_text(summary: &SegmentSummary) {
     if let Some(overlay) = &summary.overlay {
         println!("overlay   {}", overlay.display());
     }
+    println!("report    {}", report_page(&summary.mask).display());
     if let Some(geojson) = &summary.geojson {
         println!("geojson   {}", geojson.display());
     }

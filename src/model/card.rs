@@ -28,6 +28,14 @@ pub enum Method {
     SelfTraining,
 }
 
+impl std::fmt::Display for Method {
+    /// The name `--method` takes (`self-training`, …).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = clap::ValueEnum::to_possible_value(self).expect("no method is hidden");
+        f.write_str(value.get_name())
+    }
+}
+
 /// What model `model.json` describes and hence how foreground is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

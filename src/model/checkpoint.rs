@@ -292,9 +292,8 @@ fn check_card(card: &ModelCard, path: &Path) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Reads a run directory written by `train`: the model card and, for networks, the weights
-/// on `device`.
-pub fn load_run(run_dir: &Path, device: Device) -> Result<(LoadedModel, ModelCard), ModelError> {
+/// Reads and checks `run_dir/model.json` alone (no weights).
+pub fn read_card(run_dir: &Path) -> Result<ModelCard, ModelError> {
     let card_path = run_dir.join(MODEL_CARD_FILE);
     let text = std::fs::read_to_string(&card_path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => ModelError::NotARun {
@@ -310,6 +309,14 @@ pub fn load_run(run_dir: &Path, device: Device) -> Result<(LoadedModel, ModelCar
         source,
     })?;
     check_card(&card, &card_path)?;
+    Ok(card)
+}
+
+/// Reads a run directory written by `train`: the model card and, for networks, the weights
+/// on `device`.
+pub fn load_run(run_dir: &Path, device: Device) -> Result<(LoadedModel, ModelCard), ModelError> {
+    let card = read_card(run_dir)?;
+    let card_path = run_dir.join(MODEL_CARD_FILE);
     let model = match (card.architecture, card.input_normalisation) {
         (Architecture::ConfidenceNet, InputNormalisation::Epsilon { epsilon }) => {
             let mut vs = nn::VarStore::new(device);

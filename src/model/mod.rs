@@ -13,7 +13,7 @@ pub use card::{
     MODEL_CARD_FILE, WEIGHTS_FILE,
 };
 pub(crate) use checkpoint::{copy_weights, read_tensors};
-pub use checkpoint::{load_run, load_weights, save_run, LoadedModel, ModelError};
+pub use checkpoint::{load_run, load_weights, read_card, save_run, LoadedModel, ModelError};
 pub use layout::fast_layout;
 pub use network::{
     luma, normalise_input, ConfidenceNet, DEFAULT_EPSILON, DILATIONS, HIDDEN_CHANNELS,

@@ -37,7 +37,7 @@ mod summary;
 
 pub use geometry::Geometry;
 pub use measurements::LengthUnit;
-pub use overlay::Coverage;
+pub use overlay::{caption_height, with_caption, Caption, Coverage};
 pub use predict::{Predictor, Window};
 pub use scale::{model_mpp, parse_mpp, plan_geometry, MppSource, ScaleUsed, TargetScale};
 pub use summary::{
@@ -452,7 +452,22 @@ pub fn segment_slide(
             &stopped,
         )
         .map_err(cancelled_if_interrupted)?;
-        let picture = finished.coverage.draw_over(&thumbnail.image);
+        let caption = Caption {
+            slide: slide.path().file_name().map_or_else(
+                || slide.path().display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            model: format!("{} ({})", predictor.source(), predictor.card().method),
+            nuclei: finished.nuclei.count,
+            // An assumed scale would make the bar a guess: better none.
+            microns_per_pixel: (scale.slide_mpp_source != MppSource::Assumed)
+                .then_some(scale.slide_mpp * thumbnail.downsample),
+        };
+        let picture = with_caption(&finished.coverage.draw_over(&thumbnail.image), &caption)
+            .map_err(|message| SegmentError::Write {
+                path: path.clone(),
+                message,
+            })?;
         write_png(&path, &picture)?;
         written.add(&path);
         Some(path)

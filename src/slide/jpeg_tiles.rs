@@ -79,15 +79,12 @@ impl JpegTiles {
                 JpegLevel::new(&file, dir)
             })
             .collect();
-        levels
-            .iter()
-            .any(Option::is_some)
-            .then_some(Self {
-                path: path.to_path_buf(),
-                file,
-                levels,
-                damaged: Mutex::default(),
-            })
+        levels.iter().any(Option::is_some).then_some(Self {
+            path: path.to_path_buf(),
+            file,
+            levels,
+            damaged: Mutex::default(),
+        })
     }
 
     /// How many distinct tiles were found damaged so far.
@@ -204,7 +201,9 @@ impl JpegLevel {
             let input = probe.input_colorspace()?;
             level.options = level.options.jpeg_set_out_colorspace(input);
         }
-        let decoded = level.decode(&level.stream(file, first).ok()?, level.options).ok()?;
+        let decoded = level
+            .decode(&level.stream(file, first).ok()?, level.options)
+            .ok()?;
         (decoded.len() == (tile_w * tile_h * 3) as usize).then_some(level)
     }
 

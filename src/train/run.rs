@@ -20,7 +20,7 @@ use super::self_training::stain_calibration_of;
 use super::step::{StepOutcome, Trainer};
 use super::threshold::fit_gray_threshold;
 use super::validate::validation_dice;
-use crate::model::{save_run, Architecture, InputNormalisation, ModelCard, Selection};
+use crate::model::{read_card, save_run, Architecture, InputNormalisation, ModelCard, Selection};
 
 /// Confidence threshold for validation and segmentation (paper 3.2).
 pub const CONFIDENCE_THRESHOLD: f64 = 0.5;
@@ -151,9 +151,10 @@ pub(crate) fn create_run_dir(run_dir: &Path, config: &impl Serialize) -> Result<
 }
 
 /// Trains per `config` on crops from `data`, validating on `val` after every epoch, and
-/// writes `model.safetensors` (best epoch), `model.json`, `metrics.csv` and `curves.png`
-/// to `run_dir`. The threshold baseline is fitted on `val` (for MoNuSeg, as in the paper,
-/// the labeled training images) and writes only `model.json`.
+/// writes `model.safetensors` (best epoch), `model.json`, `metrics.csv` and `curves.png` /
+/// `curves.svg` (redrawn every epoch) to `run_dir`. The threshold baseline is fitted on
+/// `val` (for MoNuSeg, as in the paper, the labeled training images) and writes only
+/// `model.json`.
 pub fn train(
     config: &TrainConfig,
     data: &dyn CropSource,
@@ -353,11 +354,12 @@ pub fn train(
         }
         progress(Progress::Epoch(&metrics));
         state.history.push(metrics);
+        // Every epoch, so a long run can be watched; marked with what model.json now holds.
+        draw_curves(&state.history, &read_card(run_dir)?, run_dir)?;
         state.epochs_done = epoch + 1;
         state.elapsed_s = elapsed_before + start.elapsed().as_secs_f64();
         checkpoint::save(run_dir, &trainer, rng.get_word_pos(), &state)?;
     }
-    draw_curves(&state.history, &run_dir.join("curves.png"))?;
     checkpoint::remove(run_dir)?;
     let elapsed_s = elapsed_before + start.elapsed().as_secs_f64();
     Ok(TrainSummary {

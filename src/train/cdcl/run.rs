@@ -17,7 +17,8 @@ use super::objective::{consistency_loss, consistency_weight, ema_update, entropy
 use super::split::LabeledTiles;
 use super::SemiConfig;
 use crate::model::{
-    save_run, Architecture, InputNormalisation, Method, ModelCard, Selection, UNet, UNET_ALIGN,
+    read_card, save_run, Architecture, InputNormalisation, Method, ModelCard, Selection, UNet,
+    UNET_ALIGN,
 };
 use crate::train::curves::draw_curves;
 use crate::train::data::{CropSource, DataError, LabeledFolder, LabeledSet};
@@ -518,8 +519,9 @@ pub fn train_semi(
         }
         progress(Progress::Epoch(&metrics));
         history.push(metrics);
+        // Every epoch, so a long run can be watched; marked with what model.json now holds.
+        draw_curves(&history, &read_card(run_dir)?, run_dir)?;
     }
-    draw_curves(&history, &run_dir.join("curves.png"))?;
     Ok(TrainSummary {
         method,
         seed: config.seed,
