@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{binary, shared_data};
+use common::{binary, partial_files, shared_data};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -47,20 +47,6 @@ fn status_of<'a>(report: &'a serde_json::Value, name: &str) -> &'a str {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Every file under `dir` whose name ends in `.partial`.
-fn partial_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(partial_files(&path));
-        } else if path.to_string_lossy().ends_with(".partial") {
-            found.push(path);
-        }
-    }
-    found
 }
 
 /// A missing folder is a mistyped invocation (exit 2, nothing written), not a failed slide.

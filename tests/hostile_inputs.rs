@@ -7,7 +7,7 @@ mod common;
 
 use common::{
     binary, binary_with_deadline, interrupt_after_log, interrupt_twice_after_log, mkfifo,
-    synth_slide,
+    partial_files, synth_slide,
 };
 use std::path::Path;
 
@@ -52,20 +52,6 @@ fn a_cohort_with_a_fifo_fails_that_slide_and_finishes_the_others() {
     let text = report.to_string();
     assert!(text.contains("not a regular file"), "{text}");
     assert!(text.contains("\"done\""), "the real slide is done: {text}");
-}
-
-/// Files left in `dir` (recursively) whose names end in `.partial`.
-fn partial_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(partial_files(&path));
-        } else if path.to_string_lossy().ends_with(".partial") {
-            found.push(path);
-        }
-    }
-    found
 }
 
 /// The second Ctrl-C arrives while the first one's clean stop is still joining the decode

@@ -189,19 +189,7 @@ fn settings(page: &mut String, report: &CohortReport) {
             pairs.push((key, text));
         }
     }
-    pairs.push((
-        "this run".to_owned(),
-        format!(
-            "{:.1} s, {:.1} Mpx at {:.1} Mpx/s, {:.0} slides/h, peak RSS {}",
-            report.seconds,
-            report.mpx,
-            report.mpx_per_s,
-            report.slides_per_hour,
-            report
-                .peak_rss_mb
-                .map_or("n/a".to_owned(), |m| format!("{m:.0} MB"))
-        ),
-    ));
+    pairs.push(("this run".to_owned(), report.throughput()));
     for (key, value) in pairs {
         let _ = writeln!(
             page,

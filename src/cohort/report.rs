@@ -284,6 +284,19 @@ pub struct CohortReport {
 }
 
 impl CohortReport {
+    /// How fast the run went, in one line: time, pixels, throughput and peak memory.
+    pub fn throughput(&self) -> String {
+        format!(
+            "{:.1} s, {:.1} Mpx at {:.1} Mpx/s, {:.0} slides/h, peak RSS {}",
+            self.seconds,
+            self.mpx,
+            self.mpx_per_s,
+            self.slides_per_hour,
+            self.peak_rss_mb
+                .map_or("n/a".to_owned(), |m| format!("{m:.0} MB"))
+        )
+    }
+
     /// The report of `slides` segmented by `model` (`RUN_DIR` or the baseline) with
     /// `settings`, in `seconds` of wall clock.
     pub fn new(

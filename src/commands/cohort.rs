@@ -199,19 +199,13 @@ pub fn print_table(report: &CohortReport) {
     let c = report.counts;
     println!(
         "{} slides: {} done, {} skipped (already complete), {} failed, {} cancelled, {} pending; \
-         {:.1} s, {:.1} Mpx at {:.1} Mpx/s, {:.0} slides/h, peak RSS {}",
+         {}",
         c.total,
         c.done,
         c.skipped,
         c.failed,
         c.cancelled,
         c.pending,
-        report.seconds,
-        report.mpx,
-        report.mpx_per_s,
-        report.slides_per_hour,
-        report
-            .peak_rss_mb
-            .map_or("n/a".to_owned(), |m| format!("{m:.0} MB"))
+        report.throughput()
     );
 }

@@ -153,6 +153,14 @@ impl Curves {
     }
 
     /// Draws everything on `root` (any backend: the PNG's bitmap or the SVG).
+    /// Draws onto `root` and finishes it (PNG pixels or SVG text).
+    fn paint<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        self.draw(root)
+            .and_then(|()| root.present())
+            .map_err(drawing_failed)
+            .map_err(anyhow::Error::msg)
+    }
+
     fn draw<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
@@ -329,14 +337,7 @@ pub fn draw_curves(
     crate::atomic_file::write_atomically(&png, |partial| {
         let mut pixels = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
         {
-            let root = rgb_area(&mut pixels, WIDTH, HEIGHT);
-            curves
-                .draw(&root)
-                .map_err(drawing_failed)
-                .map_err(anyhow::Error::msg)?;
-            root.present()
-                .map_err(drawing_failed)
-                .map_err(anyhow::Error::msg)?;
+            curves.paint(&rgb_area(&mut pixels, WIDTH, HEIGHT))?;
         }
         image::save_buffer_with_format(
             partial,
@@ -353,14 +354,8 @@ pub fn draw_curves(
     crate::atomic_file::write_atomically(&svg, |partial| {
         let mut text = String::new();
         {
-            let root = SVGBackend::with_string(&mut text, (WIDTH, HEIGHT)).into_drawing_area();
             curves
-                .draw(&root)
-                .map_err(drawing_failed)
-                .map_err(anyhow::Error::msg)?;
-            root.present()
-                .map_err(drawing_failed)
-                .map_err(anyhow::Error::msg)?;
+                .paint(&SVGBackend::with_string(&mut text, (WIDTH, HEIGHT)).into_drawing_area())?;
         }
         std::fs::write(partial, text)?;
         Ok(())

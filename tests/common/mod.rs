@@ -84,6 +84,20 @@ pub fn binary_with_deadline(seconds: u32) -> std::process::Command {
     command
 }
 
+/// Every file under `dir` whose name ends in `.partial`.
+pub fn partial_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(partial_files(&path));
+        } else if path.to_string_lossy().ends_with(".partial") {
+            found.push(path);
+        }
+    }
+    found
+}
+
 /// A named pipe (FIFO) at `path`.
 pub fn mkfifo(path: &Path) {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
