@@ -197,3 +197,69 @@ fn a_damaged_jpeg_tile_is_named_counted_and_refused_when_strict() {
     );
     assert!(!dir.path().join("strict.tif").exists());
 }
+
+/// The outcome of one command on a hostile input, checked as the user meets it: finished
+/// within the deadline, no crash, and a refusal is exit 2 with one line naming `named`.
+fn check_refusal_or_success(output: &std::process::Output, named: &str, case: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    match output.status.code() {
+        Some(0) => {}
+        Some(2) => {
+            assert_eq!(stderr.lines().count(), 1, "{case}: {stderr}");
+            assert!(
+                stderr.contains(named),
+                "{case}: {named} not named: {stderr}"
+            );
+        }
+        Some(124) => panic!("{case}: still running after the deadline"),
+        other => panic!("{case}: exit {other:?} (a crash or an unclassified error): {stderr}"),
+    }
+}
+
+/// Slides made hostile by a fixed-seed generator (flipped bits, edge values in the TIFF
+/// directory, truncation, duplicated runs), each through `info` and `segment`: 0 crashes,
+/// 0 hangs (10 s each), every refusal exit 2 in one line naming the file, and a refused
+/// `segment` leaves neither its mask nor a partial file.
+#[test]
+fn generated_hostile_slides_are_refused_cleanly() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read(synth_slide(&dir.path().join("seed"), "seed", 384, 5)).unwrap();
+    let hot = common::first_directory(&seed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
+    for case in 0..24 {
+        let mut bytes = seed.clone();
+        for _ in 0..rng.random_range(1..=3) {
+            common::mutate(&mut bytes, hot.clone(), &mut rng);
+        }
+        let name = format!("hostile-{case}.tif");
+        let slide = dir.path().join(&name);
+        std::fs::write(&slide, &bytes).unwrap();
+        let info = binary_with_deadline(10)
+            .args(["info", "--json"])
+            .arg(&slide)
+            .output()
+            .unwrap();
+        check_refusal_or_success(&info, &name, &format!("info {name}"));
+        let out = dir.path().join(format!("out-{case}"));
+        std::fs::create_dir(&out).unwrap();
+        let segment = binary_with_deadline(10)
+            .args([
+                "-q",
+                "segment",
+                "--baseline",
+                "threshold",
+                "--no-overlay",
+                "--out",
+            ])
+            .arg(out.join("mask.tif"))
+            .arg(&slide)
+            .output()
+            .unwrap();
+        check_refusal_or_success(&segment, &name, &format!("segment {name}"));
+        assert_eq!(partial_files(&out), Vec::<std::path::PathBuf>::new());
+        if !segment.status.success() {
+            assert!(!out.join("mask.tif").exists(), "segment {name}");
+        }
+    }
+}

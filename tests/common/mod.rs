@@ -263,3 +263,41 @@ pub fn synth_slide(dir: &Path, name: &str, width: u32, seed: u64) -> PathBuf {
     assert!(status.success());
     slide
 }
+
+/// `bytes` mutated once: bits flipped, a byte set to an edge value, a 32-bit word set to an
+/// edge value, truncated, or a run duplicated. Half of the mutations hit `hot` (the
+/// structure: header and directories), the rest anywhere.
+pub fn mutate(bytes: &mut Vec<u8>, hot: std::ops::Range<usize>, rng: &mut ChaCha8Rng) {
+    let len = bytes.len();
+    // An earlier truncation may have cut the structure off.
+    let hot = hot.start..hot.end.min(len);
+    let at = if rng.random_bool(0.5) && !hot.is_empty() {
+        rng.random_range(hot)
+    } else {
+        rng.random_range(0..len)
+    };
+    match rng.random_range(0..5) {
+        0 => bytes[at] ^= 1 << rng.random_range(0..8),
+        1 => bytes[at] = [0, 1, 0x7F, 0x80, 0xFF][rng.random_range(0..5)],
+        2 => {
+            let word: u32 =
+                [0, 1, u32::MAX, 0x7FFF_FFFF, 1 << 16, rng.random()][rng.random_range(0..6)];
+            let end = (at + 4).min(len);
+            bytes[at..end].copy_from_slice(&word.to_le_bytes()[..end - at]);
+        }
+        3 => bytes.truncate(at.max(1)),
+        _ => {
+            let run: Vec<u8> = bytes[at..(at + rng.random_range(1..64)).min(len)].to_vec();
+            let to = rng.random_range(0..len);
+            bytes.splice(to..to, run);
+        }
+    }
+}
+
+/// The byte range of a little-endian classic TIFF's first directory (entries and next
+/// offset), or the header alone.
+pub fn first_directory(bytes: &[u8]) -> std::ops::Range<usize> {
+    let offset = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let entries = u16::from_le_bytes(bytes[offset..offset + 2].try_into().unwrap()) as usize;
+    offset..offset + 2 + 12 * entries + 4
+}
