@@ -6,6 +6,7 @@
 
 use super::geometry::Geometry;
 use super::{Predictor, SegmentError, SegmentOptions};
+use crate::model::{Architecture, ModelCard};
 use crate::morphology::{Postprocess, POSTPROCESS_TUNED_MPP};
 use crate::slide::Slide;
 use serde::{Deserialize, Serialize};
@@ -148,7 +149,22 @@ impl ScaleUsed {
     /// The scale facts of segmenting with `geometry` (from [`plan_geometry`]), `options` and
     /// `predictor`.
     pub fn new(geometry: &Geometry, options: &SegmentOptions, predictor: &Predictor) -> Self {
-        let train_mpp = predictor.card().train_mpp;
+        Self::for_card(geometry, options, predictor.card(), |reach| {
+            predictor.halo(reach)
+        })
+    }
+
+    /// [`ScaleUsed::new`] from the model's card, with `halo` giving the tile halo for a
+    /// post-processing reach.
+    fn for_card(
+        geometry: &Geometry,
+        options: &SegmentOptions,
+        card: &ModelCard,
+        halo: impl Fn(u32) -> u32,
+    ) -> Self {
+        let train_mpp = card.train_mpp;
+        // A luma threshold decides each pixel alone: it has no scale to be run at.
+        let scale_free = card.architecture == Architecture::GrayThreshold;
         let model_mpp = model_mpp(geometry, train_mpp);
         let (slide_mpp, source) = match geometry.output_mpp {
             Some((x, y)) => (
@@ -166,12 +182,12 @@ impl ScaleUsed {
             model_mpp,
             resampled: !geometry.is_native(),
             postprocess_radii_px: postprocess.as_ref().map(Postprocess::radii_px),
-            halo_px: predictor.halo(postprocess.as_ref().map_or(0, Postprocess::reach)),
+            halo_px: halo(postprocess.as_ref().map_or(0, Postprocess::reach)),
             min_nucleus_area_px: area_px(options.min_nucleus_area_um2, output_pixel_um2),
             // A missing train_mpp matters only where the model's scale was to be used.
             assumption: source == MppSource::Assumed
-                || (train_mpp.is_none() && options.target == TargetScale::Model),
-            note: note(geometry, options.target, train_mpp, source, model_mpp),
+                || (train_mpp.is_none() && !scale_free && options.target == TargetScale::Model),
+            note: note(geometry, options.target, train_mpp, scale_free, source, model_mpp),
         }
     }
 
@@ -209,6 +225,7 @@ fn note(
     geometry: &Geometry,
     target: TargetScale,
     train_mpp: Option<f64>,
+    scale_free: bool,
     source: MppSource,
     model_mpp: f64,
 ) -> String {
@@ -241,6 +258,11 @@ fn note(
         (TargetScale::Native, ..) => format!(
             "segmented at native resolution ({} from {slide_scale} scale) as --target-mpp \
              native asks",
+            at(model_mpp)
+        ),
+        (_, _, None) if scale_free => format!(
+            "segmented at native resolution ({} from {slide_scale} scale): a luma threshold \
+             decides each pixel alone and has no training scale",
             at(model_mpp)
         ),
         (_, _, None) => format!(
@@ -279,7 +301,11 @@ mod tests {
 
     #[test]
     fn a_model_without_a_scale_runs_at_native_pixels_with_a_warning() {
-        let predictor = Predictor::threshold_baseline(0.5).unwrap();
+        let baseline = Predictor::threshold_baseline(0.5).unwrap();
+        let network = ModelCard {
+            architecture: Architecture::ConfidenceNet,
+            ..baseline.card().clone()
+        };
         let at_20x = slide(Some(0.5));
         let geometry = plan_geometry(&at_20x, 0, TargetScale::Model, None, None).unwrap();
         assert!(geometry.is_native());
@@ -287,13 +313,18 @@ mod tests {
             min_nucleus_area_um2: 10.0,
             ..SegmentOptions::default()
         };
-        let used = ScaleUsed::new(&geometry, &options, &predictor);
+        let used = ScaleUsed::for_card(&geometry, &options, &network, |reach| reach);
         assert!(used.assumption);
         assert!(used.note.contains("records no train_mpp"), "{}", used.note);
         assert_eq!(used.model_mpp, 0.5);
         // The disks and the area follow the slide's scale.
         assert_eq!(used.postprocess_radii_px, Some([1, 0]));
         assert_eq!(used.min_nucleus_area_px, 40);
+        // The luma threshold has no scale to miss: no warning, and the note says why.
+        let used = ScaleUsed::new(&geometry, &options, &baseline);
+        assert!(!used.assumption);
+        assert!(used.note.contains("no training scale"), "{}", used.note);
+        assert_eq!(used.postprocess_radii_px, Some([1, 0]));
     }
 
     #[test]
