@@ -4,6 +4,7 @@
 //! through [`Slide`], so a new format is one new implementation here.
 
 mod error;
+pub mod geometry;
 pub mod grid;
 mod image_file;
 mod jpeg_tiles;
