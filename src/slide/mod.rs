@@ -3,6 +3,7 @@
 //! Everything downstream (tissue detection, training crops, segmentation tiles) reads pixels
 //! through [`Slide`], so a new format is one new implementation here.
 
+pub mod discover;
 mod error;
 pub mod geometry;
 pub mod grid;
