@@ -4,8 +4,8 @@
 //! A label map is a row-major `u32` slice, `0` = background and one id per object.
 //! [`instances_of`] is the one place that turns a predicted mask into objects: touching
 //! nuclei are split by a marker-controlled watershed ([`crate::watershed::separate`]) and
-//! specks dropped. [`label_components`] gives the plain 8-connected components, where
-//! touching nuclei stay one object.
+//! specks dropped. [`crate::watershed::label_components`] gives the plain 8-connected
+//! components, where touching nuclei stay one object.
 
 use crate::watershed::{separate, SeparationParams};
 use std::path::{Path, PathBuf};
@@ -24,89 +24,6 @@ pub fn instances_of(
     params: &SeparationParams,
 ) -> Vec<u32> {
     separate(mask, width, height, params).0
-}
-
-/// 8-connected components of `mask` (nonzero = foreground), labelled `1..=count` in the
-/// raster order of their first pixel, and `count`. Same connectivity as
-/// [`crate::segment::components`] and `skimage.measure.label`'s 2-D default.
-///
-/// # Panics
-/// If `mask.len()` is not `width * height`, or a mask has more than `u32::MAX` pixels.
-pub fn label_components(mask: &[u8], width: usize, height: usize) -> (Vec<u32>, u32) {
-    assert_eq!(
-        mask.len(),
-        width * height,
-        "mask of {} pixels is not {width}×{height}",
-        mask.len()
-    );
-    // First pass: provisional labels with union-find over the already visited neighbours
-    // (west, north-west, north, north-east).
-    let mut labels = vec![0u32; mask.len()];
-    let mut parent: Vec<u32> = vec![0]; // parent[0] unused: label 0 is background
-    fn root(parent: &mut [u32], mut a: u32) -> u32 {
-        while parent[a as usize] != a {
-            let up = parent[parent[a as usize] as usize];
-            parent[a as usize] = up; // path halving
-            a = up;
-        }
-        a
-    }
-    for y in 0..height {
-        for x in 0..width {
-            let i = y * width + x;
-            if mask[i] == 0 {
-                continue;
-            }
-            let mut label = 0u32;
-            let mut join = |other: u32, parent: &mut Vec<u32>| {
-                if other == 0 {
-                    return;
-                }
-                if label == 0 {
-                    label = other;
-                } else {
-                    let (a, b) = (root(parent, label), root(parent, other));
-                    if a != b {
-                        let (lo, hi) = (a.min(b), a.max(b));
-                        parent[hi as usize] = lo;
-                    }
-                }
-            };
-            if x > 0 {
-                join(labels[i - 1], &mut parent);
-            }
-            if y > 0 {
-                let up = i - width;
-                if x > 0 {
-                    join(labels[up - 1], &mut parent);
-                }
-                join(labels[up], &mut parent);
-                if x + 1 < width {
-                    join(labels[up + 1], &mut parent);
-                }
-            }
-            if label == 0 {
-                label = u32::try_from(parent.len()).expect("fewer than 2^32 labels");
-                parent.push(label);
-            }
-            labels[i] = label;
-        }
-    }
-    // Second pass: roots renumbered 1.. in the order they are first met (a root is always
-    // the smallest provisional label of its set, met before the others).
-    let mut final_of = vec![0u32; parent.len()];
-    let mut count = 0u32;
-    for label in &mut labels {
-        if *label != 0 {
-            let r = root(&mut parent, *label) as usize;
-            if final_of[r] == 0 {
-                count += 1;
-                final_of[r] = count;
-            }
-            *label = final_of[r];
-        }
-    }
-    (labels, count)
 }
 
 /// Why a true instance map cannot be used; each names the file.
@@ -199,6 +116,7 @@ fn size_matches(path: &Path, map: (u32, u32), image: (u32, u32)) -> Result<(), I
 mod tests {
     use super::*;
     use crate::segment::components::{ComponentTracker, TrackerOptions};
+    use crate::watershed::label_components;
     use rand::{Rng, SeedableRng};
 
     fn mask(rows: &[&str]) -> (Vec<u8>, usize, usize) {

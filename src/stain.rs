@@ -5,7 +5,10 @@
 
 use tch::{Kind, Tensor};
 
-use crate::slide::RgbRegion;
+use crate::slide::geometry::Geometry;
+use crate::slide::stain_sample::stain_sample_regions;
+use crate::slide::tissue::TissueMask;
+use crate::slide::{RgbRegion, Slide, SlideError};
 
 /// Stain optical-density vectors (rows: hematoxylin, eosin, DAB) in RGB.
 pub const RGB_FROM_HED: [[f64; 3]; 3] =
@@ -126,6 +129,28 @@ pub fn hematoxylin_cut_of_regions(regions: &[RgbRegion]) -> f64 {
         })
         .collect();
     pooled_hematoxylin_cut(&images)
+}
+
+/// The hematoxylin cut of `slide` read at `geometry`'s model scale: one number per slide,
+/// measured on regions chosen from the slide's size and tissue map alone
+/// (`slide::stain_sample`), never from a tile grid, so that every tile size (segment) and
+/// every crop (train) is calibrated alike. Here, below both, so neither depends on the other.
+pub fn slide_hematoxylin_cut(
+    slide: &dyn Slide,
+    geometry: &Geometry,
+    tissue: &TissueMask,
+) -> Result<f64, SlideError> {
+    let model_per_map = tissue.downsample() * geometry.scale / geometry.output_downsample;
+    let sample = stain_sample_regions(
+        geometry.model_width,
+        geometry.model_height,
+        tissue,
+        model_per_map,
+    )
+    .into_iter()
+    .map(|rect| geometry.read(slide, rect))
+    .collect::<Result<Vec<_>, _>>()?;
+    Ok(hematoxylin_cut_of_regions(&sample))
 }
 
 /// The gamma that moves a hematoxylin cut of `cut` to `reference` ([`calibrate`]), within

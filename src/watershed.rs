@@ -37,7 +37,7 @@
 //! the h-maxima are computed inside the mask only (skimage's, computed over the whole
 //! smoothed image, can miss a small nucleus next to a big one because the smoothed
 //! distance leaks into the gap between them), and flooding is 8-connected (as the
-//! components of [`crate::instances::label_components`]) where skimage's default is
+//! components of [`label_components`]) where skimage's default is
 //! 4-connected, so a diagonal tail is never left unlabelled.
 //!
 //! **Scale.** Sizes are in pixels of the mask. The defaults are chosen on MoNuSeg at
@@ -138,7 +138,7 @@ pub fn separate(
     let distance = distance_transform(mask, width, height);
     let smooth = gaussian_smooth(&distance, width, height, params.sigma_px);
     let markers = h_maxima(&smooth, mask, width, height, params.h_px);
-    let (markers, _) = crate::instances::label_components(&markers, width, height);
+    let (markers, _) = label_components(&markers, width, height);
     let labels = flood(&smooth, mask, &markers, width, height);
     drop_small(&labels, params.min_area_px)
 }
@@ -523,7 +523,7 @@ pub fn flood(
     }
     if any_unreached {
         let after = out.iter().copied().max().unwrap_or(0);
-        let (rest, _) = crate::instances::label_components(&unreached, width, height);
+        let (rest, _) = label_components(&unreached, width, height);
         for (label, r) in out.iter_mut().zip(rest) {
             if r != 0 {
                 *label = after + r;
@@ -558,6 +558,91 @@ fn drop_small(labels: &[u32], min_area: u32) -> (Vec<u32>, u32) {
         })
         .collect();
     (out, count)
+}
+
+// Here rather than in `instances`, which builds on `separate`: the markers of step 3 are
+// such components, so the lower layer owns them.
+/// 8-connected components of `mask` (nonzero = foreground), labelled `1..=count` in the
+/// raster order of their first pixel, and `count`. Same connectivity as
+/// [`crate::segment::components`] and `skimage.measure.label`'s 2-D default.
+///
+/// # Panics
+/// If `mask.len()` is not `width * height`, or a mask has more than `u32::MAX` pixels.
+pub fn label_components(mask: &[u8], width: usize, height: usize) -> (Vec<u32>, u32) {
+    assert_eq!(
+        mask.len(),
+        width * height,
+        "mask of {} pixels is not {width}×{height}",
+        mask.len()
+    );
+    // First pass: provisional labels with union-find over the already visited neighbours
+    // (west, north-west, north, north-east).
+    let mut labels = vec![0u32; mask.len()];
+    let mut parent: Vec<u32> = vec![0]; // parent[0] unused: label 0 is background
+    fn root(parent: &mut [u32], mut a: u32) -> u32 {
+        while parent[a as usize] != a {
+            let up = parent[parent[a as usize] as usize];
+            parent[a as usize] = up; // path halving
+            a = up;
+        }
+        a
+    }
+    for y in 0..height {
+        for x in 0..width {
+            let i = y * width + x;
+            if mask[i] == 0 {
+                continue;
+            }
+            let mut label = 0u32;
+            let mut join = |other: u32, parent: &mut Vec<u32>| {
+                if other == 0 {
+                    return;
+                }
+                if label == 0 {
+                    label = other;
+                } else {
+                    let (a, b) = (root(parent, label), root(parent, other));
+                    if a != b {
+                        let (lo, hi) = (a.min(b), a.max(b));
+                        parent[hi as usize] = lo;
+                    }
+                }
+            };
+            if x > 0 {
+                join(labels[i - 1], &mut parent);
+            }
+            if y > 0 {
+                let up = i - width;
+                if x > 0 {
+                    join(labels[up - 1], &mut parent);
+                }
+                join(labels[up], &mut parent);
+                if x + 1 < width {
+                    join(labels[up + 1], &mut parent);
+                }
+            }
+            if label == 0 {
+                label = u32::try_from(parent.len()).expect("fewer than 2^32 labels");
+                parent.push(label);
+            }
+            labels[i] = label;
+        }
+    }
+    // Second pass: roots renumbered 1.. in the order they are first met (a root is always
+    // the smallest provisional label of its set, met before the others).
+    let mut final_of = vec![0u32; parent.len()];
+    let mut count = 0u32;
+    for label in &mut labels {
+        if *label != 0 {
+            let r = root(&mut parent, *label) as usize;
+            if final_of[r] == 0 {
+                count += 1;
+                final_of[r] = count;
+            }
+            *label = final_of[r];
+        }
+    }
+    (labels, count)
 }
 
 #[cfg(test)]
@@ -600,7 +685,7 @@ mod tests {
         let (w, h) = (80, 60);
         let m = disks(w, h, &[(30, 30, 10), (50, 30, 12)]);
         assert_eq!(m.iter().filter(|&&v| v != 0).count(), 747);
-        let (single, one) = crate::instances::label_components(&m, w, h);
+        let (single, one) = label_components(&m, w, h);
         assert_eq!(one, 1, "as components, the disks are one object");
         assert_eq!(single[30 * w + 30], 1);
 
@@ -853,7 +938,7 @@ mod tests {
         let first = separate(&m, w, h, &params);
         let second = separate(&m, w, h, &params);
         assert_eq!(first, second);
-        assert!(first.1 > crate::instances::label_components(&m, w, h).1);
+        assert!(first.1 > label_components(&m, w, h).1);
     }
 
     #[test]

@@ -49,13 +49,9 @@ fn crops_carry_their_slides_stain_when_asked() {
         &|| false,
     )
     .unwrap();
-    let geometry = slidestream::segment::Geometry::native(slide.as_ref(), 0).unwrap();
-    let expected = slidestream::segment::calibration::slide_hematoxylin_cut(
-        slide.as_ref(),
-        &geometry,
-        &tissue,
-    )
-    .unwrap();
+    let geometry = slidestream::slide::geometry::Geometry::native(slide.as_ref(), 0).unwrap();
+    let expected =
+        slidestream::stain::slide_hematoxylin_cut(slide.as_ref(), &geometry, &tissue).unwrap();
     assert!(expected > 0.0);
     for slide_index in [0, 1] {
         let cuts: Vec<f64> = measured

@@ -183,7 +183,7 @@ fn rectangles_scale_outwards() {
 }
 
 #[test]
-fn tiles_split_into_tissue_and_background_by_the_fraction_under_their_core() {
+fn the_tissue_under_a_tile_is_the_mask_fraction_of_its_level0_core() {
     // Level 0 is 100 × 80; the mask is at downsample 4 (25 × 20) with tissue in its first
     // 12 columns, i.e. level-0 x < 48.
     let (mask_width, mask_height) = (25, 20);
@@ -195,28 +195,14 @@ fn tiles_split_into_tissue_and_background_by_the_fraction_under_their_core() {
     // level-0 x in [20c, 20c + 20), so column 2 is 2/5 tissue.
     let grid = TileGrid::new(50, 40, 10, 3);
 
-    let cols = |tiles: &[Tile]| {
-        let mut cols: Vec<u32> = tiles.iter().map(|t| t.index.col).collect();
-        cols.sort_unstable();
-        cols.dedup();
-        cols
+    // What `segment` asks of every tile: the mask's fraction under the core in level 0.
+    let fraction = |col| {
+        let tile = grid.tile(TileIndex { col, row: 0 });
+        mask.fraction_in(tile.core.scaled(2.0))
     };
-    let any = grid.split_by_tissue(&mask, 2.0, 0.0);
-    assert_eq!(cols(&any.tissue), [0, 1, 2]);
-    assert_eq!(cols(&any.background), [3, 4]);
-    let mostly = grid.split_by_tissue(&mask, 2.0, 0.5);
-    assert_eq!(cols(&mostly.tissue), [0, 1]);
-    assert_eq!(cols(&mostly.background), [2, 3, 4]);
-
-    // Both lists keep row-major order and together hold every tile once.
-    for split in [&any, &mostly] {
-        for list in [&split.tissue, &split.background] {
-            assert!(list
-                .windows(2)
-                .all(|w| (w[0].index.row, w[0].index.col) < (w[1].index.row, w[1].index.col)));
-        }
-        assert_eq!(split.tissue.len() + split.background.len(), grid.len());
-    }
-    let third_col = grid.tile(TileIndex { col: 2, row: 0 });
-    assert!((third_col.tissue_fraction(&mask, 2.0) - 0.4).abs() < 1e-9);
+    assert_eq!(fraction(0), 1.0);
+    assert_eq!(fraction(1), 1.0);
+    assert!((fraction(2) - 0.4).abs() < 1e-9);
+    assert_eq!(fraction(3), 0.0);
+    assert_eq!(fraction(4), 0.0);
 }

@@ -12,9 +12,10 @@ use slidestream::model::{
 };
 use slidestream::pipeline::{CancelToken, PipelineError};
 use slidestream::segment::{
-    caption_height, segment_slide, sidecar_path, Geometry, Predictor, SegmentError, SegmentOptions,
+    caption_height, segment_slide, sidecar_path, Predictor, SegmentError, SegmentOptions,
     TargetScale,
 };
+use slidestream::slide::geometry::Geometry;
 use slidestream::stain::{calibrate_to, hematoxylin_cut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

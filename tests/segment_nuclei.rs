@@ -5,7 +5,8 @@ mod common;
 
 use common::{binary, json_output, synth_slide, BACKGROUND, NUCLEUS};
 use slidestream::pipeline::CancelToken;
-use slidestream::segment::{segment_slide, Geometry, Predictor, SegmentOptions, SegmentSummary};
+use slidestream::segment::{segment_slide, Predictor, SegmentOptions, SegmentSummary};
+use slidestream::slide::geometry::Geometry;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -3,13 +3,9 @@
 //! entries with safe, unique output names, and split into shards.
 
 use super::CohortError;
+use crate::slide::discover::{self, is_glob, is_slide_folder, DiscoverError};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-
-/// File extensions collected from folders (plain images are taken only when named).
-pub const SLIDE_EXTENSIONS: [&str; 9] = [
-    "svs", "ndpi", "tif", "tiff", "mrxs", "scn", "bif", "vms", "dcm",
-];
 
 /// One slide of the cohort.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -33,12 +29,12 @@ pub fn collect(inputs: &[PathBuf], exclude: &Path) -> Result<Vec<Entry>, CohortE
     for input in inputs {
         if is_manifest(input) {
             raw.extend(read_manifest(input)?);
-        } else if input.is_dir() && !is_dicom_folder(input) {
-            let before = raw.len();
-            collect_folder(input, exclude.as_deref(), &mut raw)?;
-            if raw.len() == before {
+        } else if is_glob(input) || is_slide_folder(input) {
+            let found = discover::expand_input(input, exclude.as_deref()).map_err(input_error)?;
+            if found.is_empty() {
                 tracing::warn!("{}: no slides in this folder", input.display());
             }
+            raw.extend(found.into_iter().map(|path| (None, path)));
         } else if input.extension().is_none() && !input.exists() {
             return Err(CohortError::Input {
                 path: input.clone(),
@@ -61,47 +57,22 @@ fn is_manifest(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
 
-/// A folder of DICOM files is one slide (OpenSlide opens the folder).
-fn is_dicom_folder(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.filter_map(Result::ok).any(|e| {
-            e.path()
-                .extension()
-                .is_some_and(|x| x.eq_ignore_ascii_case("dcm"))
-        })
-    })
-}
-
-fn collect_folder(
-    dir: &Path,
-    exclude: Option<&Path>,
-    out: &mut Vec<(Option<String>, PathBuf)>,
-) -> Result<(), CohortError> {
-    if exclude.is_some_and(|ex| dir.canonicalize().is_ok_and(|d| d == ex)) {
-        return Ok(());
+/// The folder or pattern at fault, in the words cohort has always used.
+fn input_error(error: DiscoverError) -> CohortError {
+    match error {
+        DiscoverError::List { path, source } => CohortError::Input {
+            path,
+            message: format!("cannot list the folder: {source}"),
+        },
+        DiscoverError::NoMatch { pattern } => CohortError::Input {
+            path: pattern.into(),
+            message: "the pattern matches no file".into(),
+        },
+        DiscoverError::BadPattern { pattern, message } => CohortError::Input {
+            path: pattern.into(),
+            message: format!("bad glob pattern: {message}"),
+        },
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| CohortError::Input {
-        path: dir.to_path_buf(),
-        message: format!("cannot list the folder: {e}"),
-    })?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        if path.is_dir() {
-            if is_dicom_folder(&path) {
-                out.push((None, path));
-            } else {
-                collect_folder(&path, exclude, out)?;
-            }
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| SLIDE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
-            out.push((None, path));
-        }
-    }
-    Ok(())
 }
 
 /// Reads a manifest: a header row with `path` (required) and `id` (optional) columns;

@@ -28,8 +28,9 @@ pub use report::{CohortReport, Counts, SlideRow, Status};
 
 use crate::output_path::check_outputs;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
-use crate::segment::{output_files, plan_geometry, Geometry, Settings};
+use crate::segment::{output_files, plan_geometry, Settings};
 use crate::segment::{segment_slide, sidecar_path, Predictor, SegmentError, SegmentOptions};
+use crate::slide::geometry::Geometry;
 use crate::slide::{open_with, OpenOptions, Slide};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

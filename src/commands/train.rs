@@ -6,6 +6,7 @@ use crate::device::DeviceChoice;
 use crate::model::Method;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
 use crate::segment::parse_mpp;
+use crate::slide::discover::expand_input;
 use crate::slide::resolution::{common_mpp, SAME_MPP_TOLERANCE};
 use crate::train::cdcl::{train_semi, LabeledTiles, Schedule, SemiConfig};
 use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
@@ -15,15 +16,10 @@ use crate::train::{
     train, train_seeds, Batch, CropSource, DataError, LabelFreeRule, LabeledFolder, LabeledSet,
     Progress, SamplerKind, SeedRun, Similarity, TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
 };
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// File extensions collected from folders given as slide inputs.
-const SLIDE_EXTENSIONS: [&str; 9] = [
-    "svs", "ndpi", "tif", "tiff", "mrxs", "scn", "bif", "vms", "dcm",
-];
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
@@ -236,44 +232,17 @@ impl TrainArgs {
     }
 }
 
-/// Expands --data into slide files: globs, folders (recursive, slide extensions), files.
+/// Expands --data into slides as `cohort` does (see [`crate::slide::discover`]): globs,
+/// folders (recursive, slide extensions, a DICOM folder as one slide), files.
 fn slide_paths(inputs: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for input in inputs {
-        if input.contains(['*', '?', '[']) {
-            let matches: Vec<PathBuf> = glob::glob(input)
-                .with_context(|| format!("--data {input}: bad glob pattern"))?
-                .filter_map(Result::ok)
-                .collect();
-            if matches.is_empty() {
-                bail!("--data {input}: the pattern matches no file");
-            }
-            paths.extend(matches);
-        } else if Path::new(input).is_dir() {
-            collect_slides(Path::new(input), &mut paths)?;
-        } else {
-            paths.push(PathBuf::from(input));
-        }
+        let found = expand_input(Path::new(input), None).map_err(|e| anyhow!("--data {e}"))?;
+        paths.extend(found);
     }
     paths.sort();
     paths.dedup();
     Ok(paths)
-}
-
-fn collect_slides(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("--data {}", dir.display()))?;
-    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        if path.is_dir() {
-            collect_slides(&path, out)?;
-        } else if ext.is_some_and(|e| SLIDE_EXTENSIONS.contains(&e.as_str())) {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// A folder in the labeled/unlabeled layout (it has an `images/` subfolder).

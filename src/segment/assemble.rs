@@ -2,8 +2,8 @@
 //! arrive in row-major order), and bands in model space are mapped to output rows.
 
 use super::components::RowValues;
-use super::geometry::Geometry;
 use super::pixel_values::CoreValues;
+use crate::slide::geometry::Geometry;
 use crate::slide::grid::{Tile, TileGrid};
 
 /// A tile's final mask (0/255, the core's size) and, when nuclei are measured, the values

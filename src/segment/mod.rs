@@ -21,10 +21,9 @@
 //! of the image segmented whole, bit for bit (on deterministic kernels).
 
 mod assemble;
-pub mod calibration;
+mod calibration;
 pub mod components;
 pub mod geojson;
-mod geometry;
 mod measurements;
 mod nuclei;
 mod nuclei_table;
@@ -35,11 +34,10 @@ mod predict;
 mod scale;
 mod summary;
 
-pub use geometry::Geometry;
 pub use measurements::LengthUnit;
 pub use overlay::{caption_height, with_caption, Caption, Coverage};
 pub use predict::{Predictor, Window};
-pub use scale::{model_mpp, parse_mpp, plan_geometry, MppSource, ScaleUsed, TargetScale};
+pub use scale::{model_mpp, parse_mpp, plan_geometry, ScaleUsed, TargetScale};
 pub use summary::{
     peak_rss_mb, ModelUsed, NucleiSummary, SegmentSummary, Settings, TileCounts, Timings,
 };
@@ -48,6 +46,7 @@ use crate::model::ModelError;
 use crate::morphology::Postprocess;
 use crate::output_path::Output;
 use crate::pipeline::{progress_bar, CancelToken, Pipeline, PipelineError};
+use crate::slide::geometry::{Geometry, GeometryError, MppSource};
 use crate::slide::grid::{Rect, Tile, TileGrid};
 use crate::slide::tissue::{detect_slide_tissue, TissueMask, TissueParams};
 use crate::slide::{read_overview, RgbRegion, Slide, SlideError};
@@ -79,6 +78,17 @@ pub enum SegmentError {
     InvalidOption(String),
     #[error("{path}: cannot write: {message}")]
     Write { path: PathBuf, message: String },
+}
+
+/// The same words whether `segment` or the slide layer refuses the scale.
+impl From<GeometryError> for SegmentError {
+    fn from(error: GeometryError) -> Self {
+        match error {
+            GeometryError::Slide(e) => Self::Slide(e),
+            GeometryError::NoMpp { path } => Self::NoMpp { path },
+            GeometryError::InvalidTargetMpp(message) => Self::InvalidOption(message),
+        }
+    }
 }
 
 /// A slide read stopped by the cancel token is the run being cancelled (exit code 130, a

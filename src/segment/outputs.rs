@@ -6,13 +6,14 @@ use super::components::{
     exterior_ring, ComponentStats, ComponentTracker, RowValues, TrackerOptions,
 };
 use super::geojson::{GeoJsonWriter, NucleusProperties};
-use super::geometry::Geometry;
 use super::measurements::{measure, Measurements, Scale};
 use super::nuclei::{Nucleus, SplitStats, Splitter};
 use super::nuclei_table::NucleiTable;
 use super::overlay::Coverage;
-use super::{MppSource, ScaleUsed, SegmentError, SegmentOptions};
+use super::{ScaleUsed, SegmentError, SegmentOptions};
 use crate::atomic_file::IncompleteSet;
+use crate::slide::geometry::Geometry;
+use crate::slide::geometry::MppSource;
 use crate::tiff::PyramidWriter;
 use crate::watershed::SeparationParams;
 use std::path::PathBuf;

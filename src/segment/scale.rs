@@ -4,10 +4,10 @@
 //! microns (the post-processing disks, the minimum nucleus area) is converted with the scale
 //! actually used. What was decided, and why, goes into the summary (`scale`) and the log.
 
-use super::geometry::Geometry;
 use super::{Predictor, SegmentError, SegmentOptions};
 use crate::model::{Architecture, ModelCard};
 use crate::morphology::{Postprocess, POSTPROCESS_TUNED_MPP};
+use crate::slide::geometry::{Geometry, MppSource};
 use crate::slide::Slide;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -78,18 +78,6 @@ pub fn parse_mpp(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Where the slide's microns per pixel came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MppSource {
-    /// The slide's metadata.
-    Slide,
-    /// `--mpp`.
-    Flag,
-    /// Neither: assumed to be the model's training scale (or 0.25 µm/px without one).
-    Assumed,
-}
-
 /// The geometry `slide` is segmented with: the mask at `level`, the model at `target`.
 /// `mpp` (`--mpp`) gives the slide's level-0 scale, over its metadata. Refused only when an
 /// explicit `--target-mpp M` meets a slide of unknown scale; the default falls back to
@@ -113,7 +101,7 @@ pub fn plan_geometry(
     };
     match wanted {
         None => Ok(native),
-        Some(m) => native.resampled_to(slide, m),
+        Some(m) => Ok(native.resampled_to(slide, m)?),
     }
 }
 

@@ -2,12 +2,12 @@
 //! presence also marks the slide's outputs as complete.
 
 use super::components::ComponentStats;
-use super::geometry::Geometry;
 use super::measurements::{LengthUnit, Scale};
 use super::nuclei::SplitStats;
 use super::outputs::FinishedOutputs;
 use super::scale::{ScaleUsed, TargetScale};
 use crate::pipeline::PipelineReport;
+use crate::slide::geometry::Geometry;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -6,7 +6,6 @@
 //! Tiles come in row-major order (left to right, top to bottom), which is also the order a
 //! tiled TIFF writer wants them.
 
-use super::tissue::TissueMask;
 use serde::Serialize;
 
 /// An axis-aligned rectangle in the pixel coordinates of one level. Signed, because read
@@ -76,11 +75,6 @@ impl Tile {
             (self.core.y - self.read.y) as u32,
         )
     }
-
-    /// Fraction of tissue under the core, for a grid on a level with `level_downsample`.
-    pub fn tissue_fraction(&self, mask: &TissueMask, level_downsample: f64) -> f64 {
-        mask.fraction_in(self.core.scaled(level_downsample))
-    }
 }
 
 /// A grid of `tile_size` squares over a `width × height` level; the last column and row
@@ -93,15 +87,6 @@ pub struct TileGrid {
     halo: u32,
     cols: u32,
     rows: u32,
-}
-
-/// A grid's tiles sorted by tissue content, each list in row-major order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TileSplit {
-    /// Tiles to segment.
-    pub tissue: Vec<Tile>,
-    /// Tiles whose mask is known to be empty: write zeros without reading them.
-    pub background: Vec<Tile>,
 }
 
 impl TileGrid {
@@ -187,25 +172,5 @@ impl TileGrid {
                 row: (i / cols) as u32,
             })
         })
-    }
-
-    /// Sorts tiles into tissue (more than `min_fraction` of the core is tissue; `0.0` keeps
-    /// a tile with any tissue) and background. The grid is on a level with
-    /// `level_downsample`; `mask` may be at any scale.
-    pub fn split_by_tissue(
-        &self,
-        mask: &TissueMask,
-        level_downsample: f64,
-        min_fraction: f64,
-    ) -> TileSplit {
-        let mut split = TileSplit::default();
-        for tile in self.tiles() {
-            if tile.tissue_fraction(mask, level_downsample) > min_fraction {
-                split.tissue.push(tile);
-            } else {
-                split.background.push(tile);
-            }
-        }
-        split
     }
 }

@@ -3,7 +3,9 @@
 //! Everything downstream (tissue detection, training crops, segmentation tiles) reads pixels
 //! through [`Slide`], so a new format is one new implementation here.
 
+pub mod discover;
 mod error;
+pub mod geometry;
 pub mod grid;
 mod image_file;
 mod jpeg_tiles;

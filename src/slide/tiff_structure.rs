@@ -8,21 +8,9 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+// The tag and type numbers the writer (`crate::tiff::tags`) uses, from the same crate.
+use tiff::tags::{Tag, Type};
 
-const TAG_WIDTH: u16 = 256;
-const TAG_HEIGHT: u16 = 257;
-const TAG_COMPRESSION: u16 = 259;
-const TAG_PHOTOMETRIC: u16 = 262;
-const TAG_STRIP_OFFSETS: u16 = 273;
-const TAG_SAMPLES_PER_PIXEL: u16 = 277;
-const TAG_STRIP_BYTE_COUNTS: u16 = 279;
-const TAG_PLANAR_CONFIGURATION: u16 = 284;
-const TAG_TILE_WIDTH: u16 = 322;
-const TAG_TILE_LENGTH: u16 = 323;
-const TAG_TILE_OFFSETS: u16 = 324;
-const TAG_TILE_BYTE_COUNTS: u16 = 325;
-const TAG_JPEG_TABLES: u16 = 347;
-/// More directories than any real slide has: guards against IFD cycles.
 const MAX_DIRECTORIES: usize = 10_000;
 
 /// One image file directory (IFD): what is needed to locate and decode its pixels.
@@ -113,12 +101,10 @@ impl Reader {
     /// The integer values of one IFD entry starting at `entry`.
     fn values(&mut self, entry: u64) -> Result<Vec<u64>, String> {
         let kind = self.u16_at(entry + 2)?;
-        let size: u64 = match kind {
-            3 => 2,  // SHORT
-            4 => 4,  // LONG
-            16 => 8, // LONG8
-            13 => 4, // IFD
-            18 => 8, // IFD8
+        let size: u64 = match Type::from_u16(kind as u16) {
+            Some(Type::SHORT) => 2,
+            Some(Type::LONG | Type::IFD) => 4,
+            Some(Type::LONG8 | Type::IFD8) => 8,
             _ => return Ok(Vec::new()),
         };
         let (start, total) = self.value_span(entry, size)?;
@@ -184,19 +170,19 @@ pub fn read_directories(path: &Path) -> Result<Vec<Directory>, String> {
             let first = |r: &mut Reader| -> Result<u64, String> {
                 Ok(r.values(entry)?.first().copied().unwrap_or(0))
             };
-            match tag {
-                TAG_WIDTH => dir.width = first(&mut r)?,
-                TAG_HEIGHT => dir.height = first(&mut r)?,
-                TAG_COMPRESSION => dir.compression = first(&mut r)? as u16,
-                TAG_PHOTOMETRIC => dir.photometric = first(&mut r)? as u16,
-                TAG_SAMPLES_PER_PIXEL => dir.samples_per_pixel = first(&mut r)? as u16,
-                TAG_PLANAR_CONFIGURATION => dir.planar_configuration = first(&mut r)? as u16,
-                TAG_TILE_WIDTH => tile_w = first(&mut r)? as u32,
-                TAG_TILE_LENGTH => tile_h = first(&mut r)? as u32,
-                TAG_STRIP_OFFSETS | TAG_TILE_OFFSETS => offsets = r.values(entry)?,
-                TAG_STRIP_BYTE_COUNTS | TAG_TILE_BYTE_COUNTS => counts = r.values(entry)?,
+            match Tag::from_u16_exhaustive(tag) {
+                Tag::ImageWidth => dir.width = first(&mut r)?,
+                Tag::ImageLength => dir.height = first(&mut r)?,
+                Tag::Compression => dir.compression = first(&mut r)? as u16,
+                Tag::PhotometricInterpretation => dir.photometric = first(&mut r)? as u16,
+                Tag::SamplesPerPixel => dir.samples_per_pixel = first(&mut r)? as u16,
+                Tag::PlanarConfiguration => dir.planar_configuration = first(&mut r)? as u16,
+                Tag::TileWidth => tile_w = first(&mut r)? as u32,
+                Tag::TileLength => tile_h = first(&mut r)? as u32,
+                Tag::StripOffsets | Tag::TileOffsets => offsets = r.values(entry)?,
+                Tag::StripByteCounts | Tag::TileByteCounts => counts = r.values(entry)?,
                 // UNDEFINED bytes: one byte each.
-                TAG_JPEG_TABLES => dir.jpeg_tables = Some(r.value_span(entry, 1)?),
+                Tag::JPEGTables => dir.jpeg_tables = Some(r.value_span(entry, 1)?),
                 _ => {}
             }
         }

@@ -11,11 +11,11 @@
 //! order, so the sequence of crops depends only on the seed, not on thread timing.
 
 use crate::pipeline::{CancelToken, Pipeline, PipelineError, PipelineReport, Stream};
-use crate::segment::calibration::slide_hematoxylin_cut;
-use crate::segment::Geometry;
+use crate::slide::geometry::Geometry;
 use crate::slide::grid::Rect;
 use crate::slide::tissue::{detect_slide_tissue, TissueMask, TissueParams};
 use crate::slide::{self, RgbRegion, Slide, SlideError};
+use crate::stain::slide_hematoxylin_cut;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;

@@ -1,6 +1,5 @@
 //! Per-epoch metrics and `metrics.csv`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -45,10 +44,9 @@ pub struct RecordedEpoch {
 /// The rows of `run_dir/metrics.csv`, for a run that finished earlier; `None` if the file
 /// is missing or not one this module wrote.
 pub fn read_metrics(run_dir: &Path) -> Option<Vec<RecordedEpoch>> {
-    let text = std::fs::read_to_string(run_dir.join(METRICS_FILE)).ok()?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next()?.split(',').collect();
-    let column = |name: &str| header.iter().position(|&h| h == name);
+    let mut reader = csv::Reader::from_path(run_dir.join(METRICS_FILE)).ok()?;
+    let header = reader.headers().ok()?.clone();
+    let column = |name: &str| header.iter().position(|h| h == name);
     let columns_starting = |prefix: &str| -> Vec<usize> {
         (0..header.len())
             .filter(|&i| header[i].starts_with(prefix))
@@ -56,83 +54,87 @@ pub fn read_metrics(run_dir: &Path) -> Option<Vec<RecordedEpoch>> {
     };
     let (epoch, elapsed) = (column("epoch")?, column("elapsed_s")?);
     let (dice, hema) = (columns_starting(DICE_PREFIX), columns_starting(HEMA_PREFIX));
-    lines
-        .map(|line| {
-            let fields: Vec<&str> = line.split(',').collect();
-            // Per-channel values; fields left empty (no validation data) are absent.
-            let values = |columns: &[usize]| -> Option<Vec<f64>> {
-                columns
-                    .iter()
-                    .map(|&i| fields.get(i))
-                    .filter(|field| field.is_none_or(|f| !f.is_empty()))
-                    .map(|field| field?.parse().ok())
-                    .collect()
-            };
-            Some(RecordedEpoch {
-                epoch: fields.get(epoch)?.parse().ok()?,
-                val_dice: values(&dice)?,
-                hematoxylin_agreement: values(&hema)?,
-                elapsed_s: fields.get(elapsed)?.parse().ok()?,
-            })
-        })
-        .collect()
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let fields = record.ok()?;
+        // Per-channel values; fields left empty (no validation data) are absent.
+        let values = |columns: &[usize]| -> Option<Vec<f64>> {
+            columns
+                .iter()
+                .map(|&i| fields.get(i))
+                .filter(|field| field.is_none_or(|f| !f.is_empty()))
+                .map(|field| field?.parse().ok())
+                .collect()
+        };
+        rows.push(RecordedEpoch {
+            epoch: fields.get(epoch)?.parse().ok()?,
+            val_dice: values(&dice)?,
+            hematoxylin_agreement: values(&hema)?,
+            elapsed_s: fields.get(elapsed)?.parse().ok()?,
+        });
+    }
+    Some(rows)
 }
 
 /// Appends one row per epoch to `metrics.csv`, flushing each so a crashed run keeps its log.
 #[derive(Debug)]
 pub struct MetricsCsv {
     path: PathBuf,
-    file: std::fs::File,
+    writer: csv::Writer<std::fs::File>,
     channels: usize,
 }
 
-/// `channels` comma-prefixed fields, empty where `values` has none (e.g. no validation).
-fn per_channel(values: &[f64], channels: usize) -> String {
-    (0..channels)
-        .map(|c| values.get(c).map_or(",".to_owned(), |v| format!(",{v}")))
-        .collect()
+/// `channels` fields, empty where `values` has none (e.g. no validation). Numbers are
+/// written with Rust's shortest round-trip formatting, so they read back bit for bit.
+fn per_channel(values: &[f64], channels: usize) -> impl Iterator<Item = String> + '_ {
+    (0..channels).map(|c| values.get(c).map(f64::to_string).unwrap_or_default())
 }
 
 impl MetricsCsv {
     /// Creates `run_dir/metrics.csv` with a header for `channels` Dice columns.
     pub fn create(run_dir: &Path, channels: usize) -> Result<Self, TrainError> {
         let path = run_dir.join(METRICS_FILE);
-        let mut file = std::fs::File::create(&path).map_err(TrainError::io(&path))?;
-        let dice: String = (0..channels)
-            .map(|c| format!(",{DICE_PREFIX}{c}"))
-            .collect();
-        let hema: String = (0..channels)
-            .map(|c| format!(",{HEMA_PREFIX}{c}"))
-            .collect();
-        writeln!(
-            file,
-            "epoch,loss,intra,inter,skipped_steps{dice}{hema},elapsed_s"
-        )
-        .map_err(TrainError::io(&path))?;
+        let mut writer = csv::Writer::from_path(&path).map_err(csv_error(&path))?;
+        let header = ["epoch", "loss", "intra", "inter", "skipped_steps"]
+            .map(str::to_owned)
+            .into_iter()
+            .chain((0..channels).map(|c| format!("{DICE_PREFIX}{c}")))
+            .chain((0..channels).map(|c| format!("{HEMA_PREFIX}{c}")))
+            .chain(["elapsed_s".to_owned()]);
+        writer
+            .write_record(header)
+            .and_then(|()| Ok(writer.flush()?))
+            .map_err(csv_error(&path))?;
         Ok(Self {
             path,
-            file,
+            writer,
             channels,
         })
     }
 
     pub fn append(&mut self, m: &EpochMetrics) -> Result<(), TrainError> {
         let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-        let dice = per_channel(&m.val_dice, self.channels);
-        let hema = per_channel(&m.hematoxylin_agreement, self.channels);
-        writeln!(
-            self.file,
-            "{},{},{},{},{}{dice}{hema},{:.3}",
-            m.epoch,
+        let record = [
+            m.epoch.to_string(),
             opt(m.loss),
             opt(m.intra),
             opt(m.inter),
-            m.skipped_steps,
-            m.elapsed_s
-        )
-        .and_then(|()| self.file.flush())
-        .map_err(TrainError::io(&self.path))
+            m.skipped_steps.to_string(),
+        ]
+        .into_iter()
+        .chain(per_channel(&m.val_dice, self.channels))
+        .chain(per_channel(&m.hematoxylin_agreement, self.channels))
+        .chain([format!("{:.3}", m.elapsed_s)]);
+        self.writer
+            .write_record(record)
+            .and_then(|()| Ok(self.writer.flush()?))
+            .map_err(csv_error(&self.path))
     }
+}
+
+/// A csv error as the I/O error it is (the fields are plain numbers: nothing else fails).
+fn csv_error(path: &Path) -> impl Fn(csv::Error) -> TrainError + '_ {
+    move |error| TrainError::io(path)(std::io::Error::other(error))
 }
 
 #[cfg(test)]

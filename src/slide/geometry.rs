@@ -6,15 +6,39 @@
 //! pixel's value does not depend on which tile reads it and tiling stays seam-free in model
 //! space too.
 
-use super::scale::MppSource;
-use super::SegmentError;
-use crate::slide::grid::Rect;
-use crate::slide::{RgbRegion, Slide, SlideError};
+use super::grid::Rect;
+use super::{RgbRegion, Slide, SlideError};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Where the slide's microns per pixel came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MppSource {
+    /// The slide's metadata.
+    Slide,
+    /// `--mpp`.
+    Flag,
+    /// Neither: assumed to be the model's training scale (or 0.25 µm/px without one).
+    Assumed,
+}
+
+/// Why a slide cannot be resampled to the model's scale. `segment` turns these into its own
+/// errors (`SegmentError::NoMpp`, `SegmentError::InvalidOption`) with the same text.
+#[derive(Debug, thiserror::Error)]
+pub enum GeometryError {
+    #[error(transparent)]
+    Slide(#[from] SlideError),
+    #[error("{path}: the slide does not record its microns per pixel")]
+    NoMpp { path: PathBuf },
+    #[error("{0}")]
+    InvalidTargetMpp(String),
+}
 
 /// Relative MPP difference below which the slide is read as it is.
 const SAME_SCALE_TOLERANCE: f64 = 0.02;
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Geometry {
     /// Slide level the mask is written at.
     pub output_level: usize,
@@ -63,7 +87,7 @@ impl Geometry {
         slide: &dyn Slide,
         level: usize,
         target_mpp: f64,
-    ) -> Result<Self, SegmentError> {
+    ) -> Result<Self, GeometryError> {
         Self::native(slide, level)?.resampled_to(slide, target_mpp)
     }
 
@@ -77,15 +101,15 @@ impl Geometry {
     }
 
     /// This native geometry with the model running at `target_mpp` µm per pixel.
-    pub fn resampled_to(self, slide: &dyn Slide, target_mpp: f64) -> Result<Self, SegmentError> {
+    pub fn resampled_to(self, slide: &dyn Slide, target_mpp: f64) -> Result<Self, GeometryError> {
         let native = self;
         let Some((mpp_x, mpp_y)) = native.output_mpp else {
-            return Err(SegmentError::NoMpp {
+            return Err(GeometryError::NoMpp {
                 path: slide.path().to_path_buf(),
             });
         };
         if !(target_mpp.is_finite() && target_mpp > 0.0) {
-            return Err(SegmentError::InvalidOption(format!(
+            return Err(GeometryError::InvalidTargetMpp(format!(
                 "--target-mpp {target_mpp}: give a positive number of microns per pixel"
             )));
         }
