@@ -240,6 +240,10 @@ struct OtsuSplit {
 }
 
 /// `None` for an empty histogram; `histogram[v]` counts value `v` (at most 256 values).
+///
+/// Not `stain::otsu_thresholds`: that one cuts batched tensor rows on their device (the GPU
+/// in training), sits a layer above `slide`, and gives no class means, which the tissue
+/// rule needs; sharing it would move overviews to tensors and change the cut's arithmetic.
 fn otsu(histogram: &[u64]) -> Option<OtsuSplit> {
     let total: u64 = histogram.iter().sum();
     if total == 0 {
