@@ -7,19 +7,16 @@ use crate::model::Method;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
 use crate::segment::parse_mpp;
 use crate::slide::discover::expand_input;
-use crate::slide::resolution::{common_mpp, SAME_MPP_TOLERANCE};
 use crate::train::cdcl::{train_semi, LabeledTiles, Schedule, SemiConfig};
-use crate::train::crop_stream::{CropSampler, CropStream, CropStreamConfig};
-use crate::train::slide_source::SlideCrops;
+use crate::train::crop_stream::CropStreamConfig;
+use crate::train::sources::{self, folder_mpp, write_stream_report, Interruptible, SlideCrops};
 use crate::train::{
-    finished_mark, finished_runs, has_checkpoint, seed_dir, stain_calibration_of, steps_done,
-    train, train_seeds, Batch, CropSource, DataError, LabelFreeRule, LabeledFolder, LabeledSet,
-    Progress, SamplerKind, SeedRun, Similarity, TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
+    has_checkpoint, stain_calibration_of, train, train_seeds, CropSource, LabelFreeRule,
+    LabeledFolder, LabeledSet, Progress, SamplerKind, SeedJob, SeedRun, Similarity, TrainConfig,
+    TrainError, TrainSummary, PROBE_CROPS,
 };
 use anyhow::{anyhow, bail, Context};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
@@ -253,71 +250,8 @@ fn is_image_folder(inputs: &[String]) -> Option<&Path> {
     }
 }
 
-/// The scale an image folder's model learns at: its images' resolution tags, else `--mpp`.
-/// Checked before anything is written; folders are not resampled, so tags and a different
-/// `--mpp` are refused.
-fn folder_mpp(folder: &LabeledFolder, flag: Option<f64>) -> Result<f64, TrainError> {
-    let paths: Vec<PathBuf> = folder.items().iter().map(|i| i.path.clone()).collect();
-    let tags = common_mpp(&paths).map_err(|e| TrainError::Config(e.to_string()))?;
-    let images = folder.root().join("images");
-    match (tags, flag) {
-        (Some(t), Some(m)) if (t - m).abs() > SAME_MPP_TOLERANCE * t => {
-            Err(TrainError::Config(format!(
-                "--mpp {m}: the images of {} record {t:.4} µm/px in their resolution tags, \
-                 and image folders are not resampled; drop --mpp, or correct the tags",
-                images.display()
-            )))
-        }
-        (Some(t), _) => Ok(t),
-        (None, Some(m)) => Ok(m),
-        (None, None) => Err(TrainError::Config(format!(
-            "{}: the images record no scale (no TIFF/PNG resolution tags), so the microns per \
-             pixel the model learns at is unknown and segment could not match slides to it; \
-             give it with --mpp (MoNuSeg is 0.25 µm/px, 40×)",
-            images.display()
-        ))),
-    }
-}
-
-/// The training data as the trainer sees it: at the scale the model learns at, and
-/// stopping at the next batch once Ctrl-C/SIGTERM fires (the run directory then keeps what
-/// was complete: the best checkpoint so far and the finished epochs' metrics).
-struct Interruptible<'a> {
-    data: &'a dyn CropSource,
-    cancel: &'a CancelToken,
-    /// Microns per pixel of the crops, recorded in model.json.
-    mpp: f64,
-}
-
-impl CropSource for Interruptible<'_> {
-    fn epoch_len(&self) -> usize {
-        self.data.epoch_len()
-    }
-
-    fn describe(&self) -> String {
-        self.data.describe()
-    }
-
-    fn mpp(&self) -> Option<f64> {
-        Some(self.mpp)
-    }
-
-    fn crops(
-        &self,
-        items: &[usize],
-        crop: u32,
-        device: tch::Device,
-        rng: &mut rand_chacha::ChaCha8Rng,
-    ) -> Result<Batch, DataError> {
-        if self.cancel.is_cancelled() {
-            return Err(DataError::Interrupted);
-        }
-        self.data.crops(items, crop, device, rng)
-    }
-}
-
-/// Starts the crop stream over the slides named by `inputs`: `count` random `crop`-px tissue
-/// crops, `epoch_crops` to an epoch.
+/// Starts the crop stream over the slides named by `inputs` (--data or --unlabeled):
+/// `count` random `crop`-px tissue crops, `args.epoch_crops` to an epoch.
 fn slide_crops(
     inputs: &[String],
     args: &TrainArgs,
@@ -326,9 +260,6 @@ fn slide_crops(
     cancel: &CancelToken,
 ) -> anyhow::Result<SlideCrops> {
     let paths = slide_paths(inputs)?;
-    let sampler = CropSampler::new(&paths, crop, args.min_tissue, args.mpp)?;
-    let used = sampler.usage.iter().filter(|u| u.skipped.is_none()).count();
-    let mpp = sampler.mpp();
     let stream_config = CropStreamConfig {
         crop,
         min_tissue: args.min_tissue,
@@ -336,91 +267,14 @@ fn slide_crops(
         measure_stain: stain_calibration_of(args.method).is_some(),
         ..CropStreamConfig::default()
     };
-    let stream = CropStream::start(Arc::new(sampler), count as u64, &stream_config, cancel);
-    let description = format!(
-        "{used} of {} slides, random {crop}px tissue crops at {mpp:.4} µm/px",
-        paths.len()
-    );
-    Ok(SlideCrops::new(
-        stream,
+    Ok(sources::slide_crops(
+        &paths,
+        &stream_config,
+        args.mpp,
         args.epoch_crops,
-        crop,
-        description,
-        mpp,
-    ))
-}
-
-/// Writes the crop stream's report (queue occupancy, trainer wait) into the run directory.
-fn write_stream_report(slides: Option<SlideCrops>, out: &Path) -> anyhow::Result<()> {
-    if let Some(report) = slides.and_then(SlideCrops::finish) {
-        tracing::info!(
-            trainer_wait_s = report.trainer_wait_secs,
-            mean_queue = report.mean_queue,
-            capacity = report.queue_capacity,
-            rejected = report.rejected_draws,
-            "crop stream"
-        );
-        let file = std::fs::File::create(out.join("crop_stream.json"))?;
-        serde_json::to_writer_pretty(file, &report)?;
-    }
-    Ok(())
-}
-
-/// What a (multi-seed) job needs to resume: the settings that identify a run, and the runs
-/// an earlier job finished with them.
-struct SeedJob<'a> {
-    settings: &'a dyn Fn(u64) -> serde_json::Value,
-    keep: BTreeMap<u64, SeedRun>,
-}
-
-impl<'a> SeedJob<'a> {
-    /// Checks --resume against what --out holds; `settings(seed)` identifies a seed's run.
-    fn new(
-        args: &TrainArgs,
-        settings: &'a dyn Fn(u64) -> serde_json::Value,
-    ) -> Result<Self, TrainError> {
-        let multi = args.seeds > 1;
-        let keep = if args.resume {
-            finished_runs(args.seed, args.seeds, &args.out, settings)?
-        } else {
-            // A single run writes no marks; its own guard is the existing model.json.
-            let earlier = (args.seed..)
-                .take(if multi { args.seeds } else { 0 })
-                .map(|seed| finished_mark(&args.out, seed))
-                .find(|mark| mark.exists());
-            if let Some(mark) = earlier {
-                return Err(TrainError::Config(format!(
-                    "{}: --out already holds finished runs; add --resume to keep them and \
-                     train the rest, or choose a new --out",
-                    mark.display()
-                )));
-            }
-            BTreeMap::new()
-        };
-        Ok(Self { settings, keep })
-    }
-
-    /// Runs this job still has to train.
-    fn to_train(&self, args: &TrainArgs) -> usize {
-        args.seeds - self.keep.len()
-    }
-
-    /// Optimizer steps still to take, `steps_per_run` per run less what the checkpoints of
-    /// interrupted runs already hold.
-    fn steps_left(&self, args: &TrainArgs, steps_per_run: usize) -> usize {
-        (args.seed..args.seed + args.seeds as u64)
-            .filter(|seed| !self.keep.contains_key(seed))
-            .map(|seed| {
-                let dir = if args.seeds > 1 {
-                    seed_dir(&args.out, seed)
-                } else {
-                    args.out.clone()
-                };
-                let done = if args.resume { steps_done(&dir) } else { 0 };
-                steps_per_run.saturating_sub(done)
-            })
-            .sum()
-    }
+        count,
+        cancel,
+    )?)
 }
 
 /// What identifies a run besides its trainer config: the data it was given.
@@ -474,7 +328,7 @@ fn train_and_report(
 ) -> anyhow::Result<()> {
     let bar = progress_bar(
         "train steps",
-        Some(job.steps_left(args, steps_per_run) as u64),
+        Some(job.steps_left(steps_per_run) as u64),
         !show_progress,
     );
     let mut best = 0.0_f64;
@@ -509,8 +363,8 @@ fn train_and_report(
             args.seeds,
             LabelFreeRule::of(args.method),
             &args.out,
-            job.settings,
-            &job.keep,
+            job.settings(),
+            job.kept(),
             &mut |seed, dir| run_one(seed, dir, &mut on_progress),
         )
         .map_err(interrupted)?;
@@ -520,7 +374,7 @@ fn train_and_report(
             "{} runs ({} kept from an earlier job): best Dice max {:.4}, p80 {:.4}, median {:.4}, \
              mean {:.4} ± {:.4}, min {:.4}; selected {}",
             summary.runs.len(),
-            job.keep.len(),
+            job.kept().len(),
             summary.max.unwrap_or(f64::NAN),
             summary.p80.unwrap_or(f64::NAN),
             summary.median.unwrap_or(f64::NAN),
@@ -628,7 +482,7 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
             },
         )
     };
-    let job = SeedJob::new(args, &settings)?;
+    let job = SeedJob::new(args.seed, args.seeds, args.resume, &args.out, &settings)?;
     let crops_per_run = config
         .max_steps
         .map_or(config.epochs * args.epoch_crops, |steps| {
@@ -641,7 +495,7 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
             &args.data,
             args,
             config.crop,
-            crops_per_run * job.to_train(args),
+            crops_per_run * job.to_train(),
             cancel,
         )?),
     };
@@ -731,7 +585,7 @@ fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyh
             },
         )
     };
-    let job = SeedJob::new(args, &settings)?;
+    let job = SeedJob::new(args.seed, args.seeds, args.resume, &args.out, &settings)?;
     tracing::info!(
         labeled = split.len(),
         sub_images = split.pool,
@@ -745,7 +599,7 @@ fn run_semi(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyh
             inputs,
             args,
             config.tile,
-            schedule.slide_crops(&config) * job.to_train(args),
+            schedule.slide_crops(&config) * job.to_train(),
             cancel,
         )?),
     };

@@ -6,6 +6,10 @@
 //!          GeoJSON, QC coverage)
 //! ```
 //!
+//! [`segment_slide`] makes a plan (`plan.rs`: tissue, scale, grid, stain calibration) and
+//! adds one stage per file of `stages/` (`decode.rs`, `predict.rs`, `postprocess.rs`,
+//! `write.rs`), then writes the overlay and the summary.
+//!
 //! Every connection is a bounded channel, so memory depends on the tile size and the width
 //! of the slide, never on its height. Background tiles (no tissue) pass through every
 //! stage without being read or run, and are written as zeros.
@@ -30,8 +34,10 @@ mod nuclei_table;
 mod outputs;
 mod overlay;
 mod pixel_values;
+mod plan;
 mod predict;
 mod scale;
+mod stages;
 mod summary;
 
 pub use measurements::LengthUnit;
@@ -43,20 +49,20 @@ pub use summary::{
 };
 
 use crate::model::ModelError;
-use crate::morphology::Postprocess;
 use crate::output_path::Output;
-use crate::pipeline::{progress_bar, CancelToken, Pipeline, PipelineError};
-use crate::slide::geometry::{Geometry, GeometryError, MppSource};
-use crate::slide::grid::{Rect, Tile, TileGrid};
-use crate::slide::tissue::{detect_slide_tissue, TissueMask, TissueParams};
-use crate::slide::{read_overview, RgbRegion, Slide, SlideError};
-use crate::tiff::{Channels, Downsample, PyramidOptions, PyramidWriter, TiffWriteError};
-use assemble::{BandAssembler, CoreMask, OutputRows};
-use nuclei_table::NucleiTable;
-use outputs::{MaskOutputs, NucleiSetup};
-use pixel_values::{quantised_score, CoreValues, HematoxylinDensity};
+use crate::pipeline::{progress_bar, CancelToken, Pipeline, PipelineError, PipelineReport};
+use crate::slide::geometry::{Geometry, GeometryError};
+use crate::slide::{Slide, SlideError};
+use crate::tiff::TiffWriteError;
+use measurements::Scale;
+use outputs::FinishedOutputs;
+use plan::Plan;
+use stages::decode::decode;
+use stages::postprocess::{postprocess, PostProcessing};
+use stages::predict::predict;
+use stages::write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Failures of a segmentation run; each names the file or option at fault.
@@ -208,22 +214,12 @@ pub fn output_files(mask: &Path, options: &SegmentOptions) -> Vec<Output> {
     files
 }
 
-/// A tile on its way through the pipeline; `pixels` is `None` for background tiles.
-struct TileItem {
-    tile: Tile,
-    /// Where the post-processed region lies in the read rectangle.
-    window: predict::Window,
-    pixels: Option<RgbRegion>,
-    /// Quantised hematoxylin density of the core, when nuclei are measured.
-    hematoxylin: Option<Vec<u16>>,
-    foreground: Option<Vec<u8>>,
-    /// Nucleus score of the window, when nuclei are measured.
-    score: Option<Vec<f32>>,
-}
-
 /// Segments `slide` at `geometry` with `predictor` into the pyramidal TIFF `mask`, plus
 /// `MASK.json` (the summary), and optionally `MASK.overlay.png` and `MASK.geojson`. A
 /// cancelled or failed run leaves none of them under their final names.
+///
+/// The plan, then the stages of `stages/` in the order tiles go through them, then the
+/// overlay and the summary.
 pub fn segment_slide(
     slide: Arc<dyn Slide>,
     geometry: &Geometry,
@@ -236,260 +232,143 @@ pub fn segment_slide(
     check_options(options)?;
     crate::allocator::keep_freed_memory();
     let stopped = || cancel.is_cancelled();
-    let (tissue, _) = detect_slide_tissue(slide.as_ref(), &TissueParams::default(), &stopped)
-        .map_err(cancelled_if_interrupted)?;
-    let tissue = Arc::new(tissue);
-    let tissue_detection_s = started.elapsed().as_secs_f64();
-
-    let scale = ScaleUsed::new(geometry, options, &predictor);
-    scale.log(slide.path());
-    let morphology = scale.postprocess();
-    let reach = morphology.as_ref().map_or(0, Postprocess::reach);
-    let halo = scale.halo_px;
-    let alignment = predictor.alignment();
-    if options.tile % alignment != 0 {
-        return Err(SegmentError::InvalidOption(format!(
-            "--tile {}: the model in {} needs tiles whose side is a multiple of {alignment} px \
-             (e.g. {})",
-            options.tile,
-            predictor.source(),
-            options.tile.next_multiple_of(alignment)
-        )));
-    }
-    let grid = TileGrid::new(
-        geometry.model_width,
-        geometry.model_height,
-        options.tile,
-        halo,
-    );
-    let model_bounds = Rect {
-        x: 0,
-        y: 0,
-        width: geometry.model_width as u32,
-        height: geometry.model_height as u32,
-    };
-    let mut tissue_tiles = 0;
-    let mut tissue_mpx = 0.0;
-    let items: Vec<(Tile, bool, predict::Window)> = grid
-        .tiles()
-        .map(|tile| {
-            let has_tissue = tissue.fraction_in(geometry.to_level0(tile.core)) > 0.0;
-            if has_tissue {
-                tissue_tiles += 1;
-                tissue_mpx += tile.core.area() as f64 / 1e6;
-            }
-            let run = has_tissue || options.all_tiles;
-            (tile, run, window_of(&tile, reach, &model_bounds))
-        })
-        .collect();
-    let segmented = items.iter().filter(|(_, run, _)| *run).count();
-    let stain_gamma =
-        calibration::stain_gamma(&predictor, slide.as_ref(), geometry, tissue.as_ref())?;
-
-    let writer = PyramidWriter::create(
-        mask,
-        geometry.output_width as u32,
-        geometry.output_height as u32,
-        PyramidOptions {
-            tile_size: options.tiff_tile,
-            channels: Channels::Gray,
-            downsample: Downsample::Max,
-            mpp: geometry.output_mpp,
-            description: format!(
-                "slidestream nuclei mask of {} (model {}, channel {}, threshold {})",
-                slide.path().display(),
-                predictor.source(),
-                predictor.card().channel,
-                predictor.card().threshold
-            ),
-            // The slide's time, not the clock's: the same slide and settings then give the
-            // same bytes, which resumable cohorts and caches can rely on.
-            date_time: std::fs::metadata(slide.path())
-                .and_then(|m| m.modified())
-                .ok(),
-            ..PyramidOptions::default()
-        },
+    let mut plan = Plan::new(
+        slide.as_ref(),
+        geometry,
+        &predictor,
+        options,
+        started,
+        &stopped,
     )?;
-    let geojson = options
-        .geojson
-        .then(|| geojson::GeoJsonWriter::create(&sidecar_path(mask, ".geojson")))
-        .transpose()?;
-    let nuclei_setup = NucleiSetup::new(options, geometry, &scale);
-    let nuclei_scale = nuclei_setup.scale;
-    let table = options
-        .measure
-        .then(|| {
-            NucleiTable::create(
-                &sidecar_path(mask, ".nuclei.csv.gz"),
-                nuclei_setup.scale.unit,
-            )
-        })
-        .transpose()?;
-    let coverage = Coverage::new(geometry.output_width, geometry.output_height);
-    let outputs = MaskOutputs::new(writer, geometry, geojson, table, nuclei_setup, coverage);
+    let (outputs, nuclei_scale) = write::open_outputs(
+        mask,
+        slide.as_ref(),
+        geometry,
+        &predictor,
+        options,
+        &plan.scale,
+    )?;
 
     let bar = progress_bar(
         "segment tiles",
-        Some(grid.len() as u64),
+        Some(plan.grid.len() as u64),
         !options.show_progress,
     );
     tracing::info!(
         slide = %slide.path().display(),
-        tiles = grid.len(),
-        tissue_tiles,
+        tiles = plan.grid.len(),
+        tissue_tiles = plan.tissue_tiles,
         "segmenting"
     );
     let mut run = Pipeline::new("segment", cancel);
-    let capacity = options.batch.max(options.workers) * 2;
-    let queued = run.source("tiles", capacity, move |emit| {
-        for (tile, run_model, window) in items {
-            emit.send((tile, run_model, window))?;
-        }
-        Ok(())
-    });
-    let reader_slide = Arc::clone(&slide);
-    let reader_geometry = geometry.clone();
-    let density = options.measure.then(HematoxylinDensity::default);
-    let decoded = run.map(
-        "decode",
-        queued,
-        options.workers,
+    let (workers, capacity) = (options.workers, options.batch.max(options.workers) * 2);
+    let tiles = plan.send_tiles(&mut run, capacity);
+    let decoded = decode(
+        &mut run,
+        tiles,
+        Arc::clone(&slide),
+        geometry.clone(),
+        options.measure,
+        workers,
         capacity,
-        move |(tile, run_model, window): (Tile, bool, predict::Window)| {
-            let pixels = if run_model {
-                Some(reader_geometry.read(reader_slide.as_ref(), tile.read)?)
-            } else {
-                None
-            };
-            let hematoxylin = density.as_ref().zip(pixels.as_ref()).map(|(d, p)| {
-                d.quantised(p, tile.core_offset(), (tile.core.width, tile.core.height))
-            });
-            Ok(TileItem {
-                tile,
-                window,
-                pixels,
-                hematoxylin,
-                foreground: None,
-                score: None,
-            })
-        },
     );
-    let (batch, measure) = (options.batch, options.measure);
-    let model_predictor = Arc::clone(&predictor);
-    let predicted = run.transform("model", decoded, capacity, move |input, emit| {
-        let mut pending: Vec<TileItem> = Vec::new();
-        for item in input {
-            let item = item?;
-            // Background with nothing waiting ahead of it goes straight on.
-            if item.pixels.is_none() && pending.is_empty() {
-                emit.send(item)?;
-                continue;
-            }
-            pending.push(item);
-            if pending.iter().filter(|i| i.pixels.is_some()).count() == batch {
-                predict_batch(&model_predictor, &mut pending, stain_gamma, measure);
-                for item in pending.drain(..) {
-                    emit.send(item)?;
-                }
-            }
-        }
-        predict_batch(&model_predictor, &mut pending, stain_gamma, measure);
-        for item in pending {
-            emit.send(item)?;
-        }
-        Ok(())
-    });
+    let predicted = predict(
+        &mut run,
+        decoded,
+        Arc::clone(&predictor),
+        plan.stain_gamma,
+        options.batch,
+        options.measure,
+        capacity,
+    );
     let post = PostProcessing {
-        morphology,
+        morphology: plan.morphology.clone(),
         // Nuclei live in tissue: keep foreground only there (unless every tile is wanted).
-        tissue: (!options.all_tiles).then(|| Arc::clone(&tissue)),
+        tissue: (!options.all_tiles).then(|| Arc::clone(&plan.tissue)),
         level0_per_model: geometry.output_downsample / geometry.scale,
     };
-    let cores = run.map(
-        "post",
-        predicted,
-        options.workers,
-        capacity,
-        move |item: TileItem| Ok((item.tile, post.core_mask(item))),
-    );
-    let mut assembler = BandAssembler::new(&grid, geometry.model_width, options.measure);
-    let mut rows = OutputRows::new(geometry);
-    // Shared with the sink only to be taken back after the join; a failed run drops it,
-    // which removes the partial files.
-    let outputs = Arc::new(Mutex::new(Some(outputs)));
-    let sink_outputs = Arc::clone(&outputs);
-    let sink_bar = bar.clone();
-    run.sink(
-        "write",
+    let cores = postprocess(&mut run, predicted, post, workers, capacity);
+    let writing = write::write(
+        &mut run,
         cores,
-        move |(tile, core): (Tile, Option<CoreMask>)| {
-            if let Some(band) = assembler.place(&tile, core.as_ref()) {
-                let mut guard = sink_outputs.lock().unwrap_or_else(PoisonError::into_inner);
-                let outputs = guard
-                    .as_mut()
-                    .expect("outputs are taken only after the run");
-                rows.push(&band, |chunk, values| outputs.push_rows(chunk, values))?;
-            }
-            sink_bar.inc(1);
-            Ok(())
-        },
+        outputs,
+        &plan.grid,
+        geometry,
+        options.measure,
+        bar.clone(),
     );
     let joined = run.join();
     bar.finish_and_clear();
-    let taken = outputs
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-        .expect("outputs are taken once");
-    let report = match joined {
-        Ok(report) => report,
-        Err(error) => {
-            drop(taken);
-            return Err(error.into());
-        }
-    };
-    let mut finished = taken.finish()?;
+    let (report, mut finished) = writing.finish(joined)?;
+
     // Until the summary is written, a failure (a disk that fills up at the overlay)
     // removes every output, so no mask is left without its summary.
     let mut written = std::mem::take(&mut finished.written);
+    let overlay = options
+        .overlay
+        .then(|| {
+            write::write_overlay(
+                mask,
+                slide.as_ref(),
+                geometry,
+                &predictor,
+                &plan.scale,
+                &finished,
+                &mut written,
+                &stopped,
+            )
+        })
+        .transpose()?;
+    let summary = summarise(
+        plan,
+        slide.as_ref(),
+        geometry,
+        &predictor,
+        options,
+        Ran {
+            started,
+            report,
+            finished,
+            overlay,
+            nuclei_scale,
+        },
+    );
+    write::write_summary(&sidecar_path(mask, ".json"), &summary)?;
+    written.complete();
+    Ok(summary)
+}
+
+/// What a finished run adds to its plan for the summary.
+struct Ran {
+    started: Instant,
+    report: PipelineReport,
+    finished: FinishedOutputs,
+    overlay: Option<PathBuf>,
+    nuclei_scale: Scale,
+}
+
+/// The summary of a run of `plan` on `slide`, timed up to now.
+fn summarise(
+    plan: Plan,
+    slide: &dyn Slide,
+    geometry: &Geometry,
+    predictor: &Predictor,
+    options: &SegmentOptions,
+    ran: Ran,
+) -> SegmentSummary {
+    let Ran {
+        started,
+        report,
+        finished,
+        overlay,
+        nuclei_scale,
+    } = ran;
     let pipeline_s = report.wall_secs;
-
-    let overlay = if options.overlay {
-        let path = sidecar_path(mask, ".overlay.png");
-        let thumbnail = read_overview(
-            slide.as_ref(),
-            finished.coverage.factor() as f64 * geometry.output_downsample,
-            &stopped,
-        )
-        .map_err(cancelled_if_interrupted)?;
-        let caption = Caption {
-            slide: slide.path().file_name().map_or_else(
-                || slide.path().display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            ),
-            model: format!("{} ({})", predictor.source(), predictor.card().method),
-            nuclei: finished.nuclei.count,
-            // An assumed scale would make the bar a guess: better none.
-            microns_per_pixel: (scale.slide_mpp_source != MppSource::Assumed)
-                .then_some(scale.slide_mpp * thumbnail.downsample),
-        };
-        let picture = with_caption(&finished.coverage.draw_over(&thumbnail.image), &caption)
-            .map_err(|message| SegmentError::Write {
-                path: path.clone(),
-                message,
-            })?;
-        write_png(&path, &picture)?;
-        written.add(&path);
-        Some(path)
-    } else {
-        None
-    };
-
     let output_px = geometry.output_width as f64 * geometry.output_height as f64;
-    let tissue_fraction = tissue.fraction();
+    let tissue_fraction = plan.tissue.fraction();
     let total_s = started.elapsed().as_secs_f64();
     let card = predictor.card();
-    let summary = SegmentSummary {
+    SegmentSummary {
         slide: slide.path().to_path_buf(),
         mask: finished.mask.clone(),
         overlay,
@@ -501,7 +380,7 @@ pub fn segment_slide(
             threshold: card.threshold,
             train_mpp: card.train_mpp,
             device: crate::device::describe(predictor.device()),
-            stain_gamma: card.stain_calibration.map(|_| stain_gamma),
+            stain_gamma: card.stain_calibration.map(|_| plan.stain_gamma),
         },
         settings: Settings {
             tile: options.tile,
@@ -515,12 +394,12 @@ pub fn segment_slide(
             separate: options.separate,
             measure: options.measure,
         },
-        scale,
+        scale: plan.scale,
         geometry: geometry.clone(),
         tiles: TileCounts {
-            total: grid.len(),
-            tissue: tissue_tiles,
-            segmented,
+            total: plan.grid.len(),
+            tissue: plan.tissue_tiles,
+            segmented: plan.segmented,
             damaged_jpeg_tiles: slide.damaged_tiles(),
         },
         tissue_fraction,
@@ -533,10 +412,10 @@ pub fn segment_slide(
         ),
         timings: Timings {
             total_s,
-            tissue_detection_s,
+            tissue_detection_s: plan.tissue_detection_s,
             pipeline_s,
-            tissue_mpx,
-            tissue_mpx_per_s: tissue_mpx / pipeline_s,
+            tissue_mpx: plan.tissue_mpx,
+            tissue_mpx_per_s: plan.tissue_mpx / pipeline_s,
             slide_mpx_per_s: geometry.model_width as f64 * geometry.model_height as f64
                 / 1e6
                 / pipeline_s,
@@ -544,10 +423,7 @@ pub fn segment_slide(
         peak_rss_mb: peak_rss_mb(),
         stages: report,
         slidestream_version: env!("CARGO_PKG_VERSION").to_owned(),
-    };
-    write_summary(&sidecar_path(mask, ".json"), &summary)?;
-    written.complete();
-    Ok(summary)
+    }
 }
 
 fn check_options(options: &SegmentOptions) -> Result<(), SegmentError> {
@@ -562,134 +438,4 @@ fn check_options(options: &SegmentOptions) -> Result<(), SegmentError> {
         return invalid("--workers must be at least 1");
     }
     Ok(())
-}
-
-/// The tile's core grown by the post-processing reach and clipped to the model image, in
-/// the coordinates of the tile's read rectangle.
-fn window_of(tile: &Tile, reach: u32, bounds: &Rect) -> predict::Window {
-    let reach = i64::from(reach);
-    let x0 = (tile.core.x - reach).max(bounds.x);
-    let y0 = (tile.core.y - reach).max(bounds.y);
-    let x1 = (tile.core.right() + reach).min(bounds.right());
-    let y1 = (tile.core.bottom() + reach).min(bounds.bottom());
-    predict::Window {
-        x: (x0 - tile.read.x) as u32,
-        y: (y0 - tile.read.y) as u32,
-        width: (x1 - x0) as u32,
-        height: (y1 - y0) as u32,
-    }
-}
-
-/// Runs the model on the tiles of `pending` that have pixels (calibrated by the slide's
-/// `stain_gamma`), freeing the pixels.
-/// With `scores`, each tile's nucleus score is kept too, for the measurements.
-fn predict_batch(predictor: &Predictor, pending: &mut [TileItem], stain_gamma: f64, scores: bool) {
-    let (tiles, windows): (Vec<&RgbRegion>, Vec<predict::Window>) = pending
-        .iter()
-        .filter_map(|item| item.pixels.as_ref().map(|p| (p, item.window)))
-        .unzip();
-    let predictions: Vec<(Vec<u8>, Option<Vec<f32>>)> = if scores {
-        let scored = predictor.predict_scored(&tiles, &windows, stain_gamma);
-        scored
-            .into_iter()
-            .map(|(mask, score)| (mask, Some(score)))
-            .collect()
-    } else {
-        let masks = predictor.predict(&tiles, &windows, stain_gamma);
-        masks.into_iter().map(|mask| (mask, None)).collect()
-    };
-    let mut predictions = predictions.into_iter();
-    for item in pending.iter_mut().filter(|item| item.pixels.is_some()) {
-        let (mask, score) = predictions.next().expect("one prediction per tile");
-        item.pixels = None;
-        item.foreground = Some(mask);
-        item.score = score;
-    }
-}
-
-/// What the post-processing workers do to a tile's raw foreground.
-struct PostProcessing {
-    /// The paper's opening/closing sequence at the model's scale.
-    morphology: Option<Postprocess>,
-    /// Clear foreground outside this tissue map (level-0 coordinates).
-    tissue: Option<Arc<TissueMask>>,
-    level0_per_model: f64,
-}
-
-impl PostProcessing {
-    /// The final 0/255 mask of a tile's core, with the core's values when the tile has
-    /// them; `None` when it is all background.
-    fn core_mask(&self, item: TileItem) -> Option<CoreMask> {
-        let foreground = item.foreground.as_ref()?;
-        let window = item.window;
-        let (ww, wh) = (window.width as usize, window.height as usize);
-        let cleaned = match &self.morphology {
-            Some(morphology) => morphology.apply(foreground, ww, wh),
-            None => foreground.clone(),
-        };
-        let (core_x, core_y) = item.tile.core_offset();
-        let (dx, dy) = ((core_x - window.x) as usize, (core_y - window.y) as usize);
-        let core = item.tile.core;
-        let (cw, ch) = (core.width as usize, core.height as usize);
-        let mut mask = Vec::with_capacity(cw * ch);
-        for (y, row) in cleaned[dy * ww..].chunks_exact(ww).take(ch).enumerate() {
-            for (x, &value) in row[dx..dx + cw].iter().enumerate() {
-                let keep = value != 0
-                    && self.tissue.as_ref().is_none_or(|tissue| {
-                        // Pixel centres, so that the test is the same from any tile.
-                        let at = |p: i64| ((p as f64 + 0.5) * self.level0_per_model) as i64;
-                        tissue.is_tissue_at(at(core.x + x as i64), at(core.y + y as i64))
-                    });
-                mask.push(if keep { 255 } else { 0 });
-            }
-        }
-        if mask.iter().all(|&v| v == 0) {
-            return None;
-        }
-        let values = item
-            .score
-            .zip(item.hematoxylin)
-            .map(|(score, hematoxylin)| {
-                let score = score[dy * ww..]
-                    .chunks_exact(ww)
-                    .take(ch)
-                    .flat_map(|row| &row[dx..dx + cw])
-                    .map(|&s| quantised_score(s))
-                    .collect();
-                CoreValues { score, hematoxylin }
-            });
-        Some(CoreMask { mask, values })
-    }
-}
-
-fn write_png(path: &Path, picture: &RgbRegion) -> Result<(), SegmentError> {
-    write_sidecar(path, |partial| {
-        image::save_buffer_with_format(
-            partial,
-            &picture.pixels,
-            picture.width,
-            picture.height,
-            image::ExtendedColorType::Rgb8,
-            image::ImageFormat::Png,
-        )?;
-        Ok(())
-    })
-}
-
-fn write_summary(path: &Path, summary: &SegmentSummary) -> Result<(), SegmentError> {
-    write_sidecar(path, |partial| {
-        std::fs::write(partial, serde_json::to_vec_pretty(summary)?)?;
-        Ok(())
-    })
-}
-
-/// Writes a file next to the mask atomically, naming it in the error.
-fn write_sidecar(
-    path: &Path,
-    write: impl FnOnce(&Path) -> anyhow::Result<()>,
-) -> Result<(), SegmentError> {
-    crate::atomic_file::write_atomically(path, write).map_err(|error| SegmentError::Write {
-        path: path.to_path_buf(),
-        message: crate::error_text::one_line(&error),
-    })
 }

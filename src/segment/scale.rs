@@ -175,7 +175,14 @@ impl ScaleUsed {
             // A missing train_mpp matters only where the model's scale was to be used.
             assumption: source == MppSource::Assumed
                 || (train_mpp.is_none() && !scale_free && options.target == TargetScale::Model),
-            note: note(geometry, options.target, train_mpp, scale_free, source, model_mpp),
+            note: note(
+                geometry,
+                options.target,
+                train_mpp,
+                scale_free,
+                source,
+                model_mpp,
+            ),
         }
     }
 

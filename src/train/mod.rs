@@ -17,7 +17,7 @@ mod run;
 mod sampler;
 mod seeds;
 mod self_training;
-pub mod slide_source;
+pub mod sources;
 pub mod stain_jitter;
 pub mod stain_teacher;
 mod step;
@@ -40,7 +40,7 @@ pub use sampler::{
     bernoulli_entropy_bits, entropy_weights, sample_patches, CandidateGrid, PatchSample,
 };
 pub use seeds::{
-    finished_mark, finished_runs, percentile, seed_dir, train_seeds, SeedRun, SeedsSummary,
+    finished_mark, finished_runs, percentile, seed_dir, train_seeds, SeedJob, SeedRun, SeedsSummary,
 };
 pub use self_training::{stain_calibration_of, STAIN_CALIBRATION};
 pub use step::{contrastive_objective, StepOutcome, Trainer};

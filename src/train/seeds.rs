@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::checkpoint::steps_done;
 use super::error::TrainError;
 use super::metrics::read_metrics;
 use super::run::{mean, LabelFreeChoice, LabelFreeRule, TrainSummary};
@@ -148,6 +149,88 @@ pub fn seed_dir(run_dir: &Path, seed: u64) -> PathBuf {
 /// The file that marks seed `seed`'s run under `run_dir` as finished.
 pub fn finished_mark(run_dir: &Path, seed: u64) -> PathBuf {
     seed_dir(run_dir, seed).join(FINISHED)
+}
+
+/// What a (multi-seed) job needs to resume: the settings that identify a run, and the runs
+/// an earlier job finished with them.
+pub struct SeedJob<'a> {
+    settings: &'a dyn Fn(u64) -> Value,
+    keep: BTreeMap<u64, SeedRun>,
+    first_seed: u64,
+    seeds: usize,
+    resume: bool,
+    out: PathBuf,
+}
+
+impl<'a> SeedJob<'a> {
+    /// Checks `resume` (--resume) against what `out` (--out) holds for the `seeds` runs from
+    /// `first_seed`; `settings(seed)` identifies a seed's run.
+    pub fn new(
+        first_seed: u64,
+        seeds: usize,
+        resume: bool,
+        out: &Path,
+        settings: &'a dyn Fn(u64) -> Value,
+    ) -> Result<Self, TrainError> {
+        let multi = seeds > 1;
+        let keep = if resume {
+            finished_runs(first_seed, seeds, out, settings)?
+        } else {
+            // A single run writes no marks; its own guard is the existing model.json.
+            let earlier = (first_seed..)
+                .take(if multi { seeds } else { 0 })
+                .map(|seed| finished_mark(out, seed))
+                .find(|mark| mark.exists());
+            if let Some(mark) = earlier {
+                return Err(TrainError::Config(format!(
+                    "{}: --out already holds finished runs; add --resume to keep them and \
+                     train the rest, or choose a new --out",
+                    mark.display()
+                )));
+            }
+            BTreeMap::new()
+        };
+        Ok(Self {
+            settings,
+            keep,
+            first_seed,
+            seeds,
+            resume,
+            out: out.to_path_buf(),
+        })
+    }
+
+    /// The settings that identify the run of `seed`.
+    pub fn settings(&self) -> &'a dyn Fn(u64) -> Value {
+        self.settings
+    }
+
+    /// Runs an earlier job finished with the same settings, kept by seed.
+    pub fn kept(&self) -> &BTreeMap<u64, SeedRun> {
+        &self.keep
+    }
+
+    /// Runs this job still has to train.
+    pub fn to_train(&self) -> usize {
+        self.seeds - self.keep.len()
+    }
+
+    /// Optimizer steps still to take, `steps_per_run` per run less what the checkpoints of
+    /// interrupted runs already hold.
+    pub fn steps_left(&self, steps_per_run: usize) -> usize {
+        (self.first_seed..self.first_seed + self.seeds as u64)
+            .filter(|seed| !self.keep.contains_key(seed))
+            .map(|seed| {
+                let dir = if self.seeds > 1 {
+                    seed_dir(&self.out, seed)
+                } else {
+                    self.out.clone()
+                };
+                let done = if self.resume { steps_done(&dir) } else { 0 };
+                steps_per_run.saturating_sub(done)
+            })
+            .sum()
+    }
 }
 
 /// The runs of seeds `first_seed`, `first_seed + 1`, … under `run_dir` that an earlier job
