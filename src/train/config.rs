@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::TrainError;
 use super::sampler::CandidateGrid;
+pub use super::sampler::SamplerKind;
 pub use crate::model::Method;
 
 /// Patch similarity s(a, b) on attended images (paper appendix C).
@@ -15,19 +16,6 @@ pub enum Similarity {
     Mse,
     /// s = mean(a·log₂b + (1−a)·log₂(1−b)), eq. 9.
     Ce,
-}
-
-/// How positive and negative patches are drawn from the candidates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SamplerKind {
-    /// Section 2.3: draw ∝ 1 − mean entropy, then positive ~ Bernoulli(mean confidence).
-    #[default]
-    Entropy,
-    /// Appendix B.1: positives ∝ mean confidence, negatives ∝ 1 − that probability.
-    Confidence,
-    /// Appendix B.2: uniform among the --topk most confident candidates / among the rest.
-    Topk,
 }
 
 /// All knobs of `train`. `Default` gives the paper's configuration.

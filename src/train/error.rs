@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::config::Method;
 use super::data::DataError;
+use crate::model::Method;
 use crate::model::ModelError;
 
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,21 @@
 
 use tch::{Kind, Tensor};
 
-use super::config::SamplerKind;
 use super::error::TrainError;
+use serde::{Deserialize, Serialize};
+
+/// How positive and negative patches are drawn from the candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    /// Section 2.3: draw ∝ 1 − mean entropy, then positive ~ Bernoulli(mean confidence).
+    #[default]
+    Entropy,
+    /// Appendix B.1: positives ∝ mean confidence, negatives ∝ 1 − that probability.
+    Confidence,
+    /// Appendix B.2: uniform among the --topk most confident candidates / among the rest.
+    Topk,
+}
 
 /// The grid of candidate windows over an H×W map; candidate `l` is at row `l / cols`,
 /// column `l % cols` of the grid.
