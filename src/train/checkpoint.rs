@@ -7,11 +7,12 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tch::Tensor;
 
 use super::error::TrainError;
 use super::metrics::EpochMetrics;
-use super::run::{Best, LabelFreeChoice};
+use super::selection::{Best, LabelFreeChoice};
 use super::step::Trainer;
 use crate::atomic_file::{CommitError, Durability, PartialFile};
 use crate::model::{copy_weights, read_tensors, ModelError};
@@ -160,4 +161,20 @@ fn remove_stale_weights(run_dir: &Path, keep: Option<&str>) -> Result<(), TrainE
         std::fs::remove_file(&path).map_err(TrainError::io(&path))?;
     }
     Ok(())
+}
+
+/// What makes two runs the same run for `--resume`: their settings without the device, at
+/// any depth. A job may go on elsewhere (a GPU job continued on the CPU); its numbers then
+/// differ from an uninterrupted run's only as the devices' kernels differ.
+pub fn run_identity(settings: &Value) -> Value {
+    match settings {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .filter(|(key, _)| key.as_str() != "device")
+                .map(|(key, value)| (key.clone(), run_identity(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }

@@ -2,6 +2,7 @@
 //! CDCL with its SupOnly baseline (seed 003, [`cdcl`]).
 
 mod adam;
+mod blur;
 pub mod cdcl;
 mod checkpoint;
 mod config;
@@ -16,6 +17,7 @@ mod patches;
 mod run;
 mod sampler;
 mod seeds;
+mod selection;
 mod self_training;
 pub mod sources;
 pub mod stain_jitter;

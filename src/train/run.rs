@@ -6,16 +6,17 @@ use std::time::Instant;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::checkpoint::{self, RunState};
+use super::checkpoint::{self, run_identity, RunState};
 use super::config::{Method, TrainConfig};
 use super::curves::draw_curves;
 use super::data::{CropSource, LabeledSet};
 use super::error::TrainError;
 use super::label_free::{hematoxylin_agreement, hematoxylin_masks};
 use super::metrics::{EpochMetrics, MetricsCsv};
-use super::seeds::run_identity;
+use super::selection::best_channel;
+pub use super::selection::{Best, LabelFreeChoice, LabelFreeRule};
 use super::self_training::stain_calibration_of;
 use super::step::{StepOutcome, Trainer};
 use super::threshold::fit_gray_threshold;
@@ -36,74 +37,8 @@ pub enum Progress<'a> {
     Epoch(&'a EpochMetrics),
 }
 
-/// How a method's checkpoint is chosen without masks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LabelFreeRule {
-    /// The (epoch, channel) that agrees best with the hematoxylin cut: right for methods
-    /// that find nuclei by other means (contrastive) or learn the cut itself.
-    HighestAgreement,
-    /// The last epoch: for a student meant to beat its stain teacher, agreeing with the
-    /// teacher is no merit.
-    LastEpoch,
-}
-
-impl LabelFreeRule {
-    pub fn of(method: Method) -> Self {
-        match method {
-            Method::SelfTraining => Self::LastEpoch,
-            _ => Self::HighestAgreement,
-        }
-    }
-}
-
-/// The checkpoint label-free selection would pick (by [`LabelFreeRule`]), and what it
-/// scores on validation when labels exist.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LabelFreeChoice {
-    pub epoch: usize,
-    pub channel: usize,
-    pub agreement: f64,
-    pub val_dice: Option<f64>,
-}
-
-impl LabelFreeChoice {
-    /// The choice after one more epoch with per-channel `agreement` and `val_dice`: by
-    /// `rule`, this epoch, or its best channel if that beats `current` (the earlier one wins
-    /// ties). One rule for training and for runs read back from `metrics.csv`.
-    pub fn after_epoch(
-        current: Option<Self>,
-        epoch: usize,
-        agreement: &[f64],
-        val_dice: &[f64],
-        rule: LabelFreeRule,
-    ) -> Option<Self> {
-        let last_wins = rule == LabelFreeRule::LastEpoch;
-        match best_channel(agreement) {
-            Some((channel, agreement))
-                if last_wins || current.is_none_or(|c| agreement > c.agreement) =>
-            {
-                Some(Self {
-                    epoch,
-                    channel,
-                    agreement,
-                    val_dice: val_dice.get(channel).copied(),
-                })
-            }
-            _ => current,
-        }
-    }
-}
-
 /// Fixed crops (drawn once, with their own seed) on which label-free selection is scored.
 pub const PROBE_CROPS: usize = 8;
-
-/// The selected checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Best {
-    pub epoch: Option<usize>,
-    pub channel: usize,
-    pub dice: f64,
-}
 
 /// Result of one `train` call.
 #[derive(Debug, Clone, Serialize)]
@@ -378,16 +313,4 @@ pub fn train(
 fn epoch_seed(seed: u64, epoch: usize) -> i64 {
     let mixed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (epoch as u64).wrapping_add(1);
     (mixed >> 1) as i64
-}
-
-/// The channel with the highest score (the first on ties), if any.
-fn best_channel(scores: &[f64]) -> Option<(usize, f64)> {
-    scores
-        .iter()
-        .copied()
-        .enumerate()
-        .fold(None, |best, (c, score)| match best {
-            Some((_, top)) if top >= score => best,
-            _ => Some((c, score)),
-        })
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::checkpoint::run_identity;
 use super::checkpoint::steps_done;
 use super::error::TrainError;
 use super::metrics::read_metrics;
@@ -274,22 +275,6 @@ pub fn finished_runs(
         finished.insert(seed, run);
     }
     Ok(finished)
-}
-
-/// What makes two runs the same run for `--resume`: their settings without the device, at
-/// any depth. A job may go on elsewhere (a GPU job continued on the CPU); its numbers then
-/// differ from an uninterrupted run's only as the devices' kernels differ.
-pub fn run_identity(settings: &Value) -> Value {
-    match settings {
-        Value::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .filter(|(key, _)| key.as_str() != "device")
-                .map(|(key, value)| (key.clone(), run_identity(value)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
 }
 
 /// Names of the fields (dotted paths) where two JSON objects differ.

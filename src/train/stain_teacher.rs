@@ -13,7 +13,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::cdcl::augment::gaussian_blur;
+use super::blur::gaussian_blur;
 use crate::morphology;
 use crate::stain::{hematoxylin, otsu_thresholds};
 

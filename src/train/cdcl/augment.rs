@@ -9,6 +9,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
+use crate::train::blur::gaussian_blur;
+
 /// Largest rotation, degrees.
 const MAX_ROTATION_DEG: f64 = 15.0;
 /// Colour jitter factors are drawn from [1 − J, 1 + J] (brightness, contrast, saturation).
@@ -17,9 +19,8 @@ const JITTER: f64 = 0.4;
 const JITTER_P: f64 = 0.8;
 const GRAYSCALE_P: f64 = 0.2;
 const BLUR_P: f64 = 0.5;
-/// Blur σ range (px) and kernel radius (3σ of the largest).
+/// Blur σ range (px); the kernel's radius covers 3σ of the largest (`blur::BLUR_RADIUS`).
 const BLUR_SIGMA: (f64, f64) = (0.1, 2.0);
-const BLUR_RADIUS: i64 = 6;
 
 /// A batch of random rigid transforms: sample with [`Geometry::apply`].
 #[derive(Debug)]
@@ -140,47 +141,6 @@ pub fn photometric(images: &Tensor, rng: &mut ChaCha8Rng) -> Tensor {
     gaussian_blur(&x, &sigmas)
 }
 
-/// Separable Gaussian blur with a per-image σ (`None`: unchanged), reflecting at borders.
-pub fn gaussian_blur(images: &Tensor, sigmas: &[Option<f64>]) -> Tensor {
-    let (b, c, h, w) = images.size4().expect("B×C×H×W images");
-    let taps = 2 * BLUR_RADIUS + 1;
-    let mut kernels = Vec::with_capacity(sigmas.len() * taps as usize);
-    for sigma in sigmas {
-        let row: Vec<f64> = (-BLUR_RADIUS..=BLUR_RADIUS)
-            .map(|i| match sigma {
-                Some(s) => (-(i * i) as f64 / (2.0 * s * s)).exp(),
-                None => f64::from(i == 0),
-            })
-            .collect();
-        let total: f64 = row.iter().sum();
-        kernels.extend(row.iter().map(|v| (v / total) as f32));
-    }
-    // One kernel per image, repeated for its channels: a grouped convolution does all.
-    let kernel = Tensor::from_slice(&kernels)
-        .view([b, 1, 1, taps])
-        .repeat_interleave_self_int(c, 0, None)
-        .to_device(images.device());
-    let flat = images.reshape([1, b * c, h, w]);
-    let pad = BLUR_RADIUS;
-    let across = flat.reflection_pad2d([pad, pad, 0, 0]).conv2d(
-        &kernel,
-        None::<Tensor>,
-        [1, 1],
-        [0, 0],
-        [1, 1],
-        b * c,
-    );
-    let down = across.reflection_pad2d([0, 0, pad, pad]).conv2d(
-        &kernel.transpose(2, 3),
-        None::<Tensor>,
-        [1, 1],
-        [0, 0],
-        [1, 1],
-        b * c,
-    );
-    down.view([b, c, h, w])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,21 +162,5 @@ mod tests {
         assert_eq!(strong.size(), [4, 3, 24, 24]);
         assert!(f64::try_from(strong.min()).unwrap() >= 0.0);
         assert!(f64::try_from(strong.max()).unwrap() <= 1.0 + 1e-6);
-    }
-
-    #[test]
-    fn blur_keeps_flat_images_and_smooths_edges() {
-        let flat = Tensor::full([1, 3, 16, 16], 0.4, (Kind::Float, Device::Cpu));
-        let blurred = gaussian_blur(&flat, &[Some(2.0)]);
-        assert!(f64::try_from((&blurred - 0.4).abs().max()).unwrap() < 1e-5);
-        let step = Tensor::zeros([2, 1, 8, 16], (Kind::Float, Device::Cpu));
-        let _ = step.narrow(3, 8, 8).fill_(1.0);
-        let out = gaussian_blur(&step, &[Some(1.5), None]);
-        assert!(
-            out.get(1).equal(&step.get(1)),
-            "σ = None leaves the image as is"
-        );
-        let edge = f64::try_from(out.get(0).get(0).get(4).get(7)).unwrap();
-        assert!(edge > 0.05 && edge < 0.5, "blurred edge value {edge}");
     }
 }
