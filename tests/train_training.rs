@@ -464,8 +464,13 @@ fn self_training_learns_nuclei_and_keeps_the_last_epoch() {
                 pixels: Vec::<u8>::try_from(item.image.permute([1, 2, 0]).contiguous().view([-1]))
                     .unwrap(),
             };
-            let gamma =
-                predictor.stain_gamma(hematoxylin_cut_of_regions(std::slice::from_ref(&image)));
+            let gamma = predictor
+                .stain_gamma(|| {
+                    Ok::<_, std::convert::Infallible>(hematoxylin_cut_of_regions(
+                        std::slice::from_ref(&image),
+                    ))
+                })
+                .unwrap_or_else(|never| match never {});
             let whole = Window {
                 x: 0,
                 y: 0,

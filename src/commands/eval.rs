@@ -28,6 +28,7 @@ use crate::stain::hematoxylin_cut_of_regions;
 use crate::train::{Labeled, LabeledFolder, LabeledSet};
 use crate::watershed::SeparationParams;
 use serde::Serialize;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -228,8 +229,11 @@ fn score_image(
         height: mh,
     };
     // The image stands for its own slide: calibrated by its own stain, as in training.
-    let stain_gamma =
-        predictor.stain_gamma(hematoxylin_cut_of_regions(std::slice::from_ref(&image)));
+    let stain_gamma = predictor
+        .stain_gamma(|| {
+            Ok::<_, Infallible>(hematoxylin_cut_of_regions(std::slice::from_ref(&image)))
+        })
+        .unwrap_or_else(|never| match never {});
     let raw_model = predictor
         .predict(&[&image], &[whole], stain_gamma)
         .pop()

@@ -25,7 +25,6 @@
 //! of the image segmented whole, bit for bit (on deterministic kernels).
 
 mod assemble;
-mod calibration;
 pub mod components;
 pub mod geojson;
 mod measurements;

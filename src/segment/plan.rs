@@ -2,7 +2,6 @@
 //! the scale, the tile grid, which tiles the model runs on and the window of each that is
 //! kept, and the slide's stain calibration.
 
-use super::calibration;
 use super::predict::{Predictor, Window};
 use super::{cancelled_if_interrupted, ScaleUsed, SegmentError, SegmentOptions};
 use crate::morphology::Postprocess;
@@ -11,6 +10,7 @@ use crate::slide::geometry::Geometry;
 use crate::slide::grid::{Rect, Tile, TileGrid};
 use crate::slide::tissue::{detect_slide_tissue, TissueMask, TissueParams};
 use crate::slide::Slide;
+use crate::stain::slide_hematoxylin_cut;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -96,7 +96,11 @@ impl Plan {
             })
             .collect();
         let segmented = tiles.iter().filter(|(_, run, _)| *run).count();
-        let stain_gamma = calibration::stain_gamma(predictor, slide, geometry, tissue.as_ref())?;
+        // Seam-free: the cut is one number per slide, measured on regions chosen from the
+        // slide's size and tissue map alone (`slide::stain_sample`), never from the tile
+        // grid, so every tile size gets the same calibration and hence the same mask.
+        let stain_gamma =
+            predictor.stain_gamma(|| slide_hematoxylin_cut(slide, geometry, tissue.as_ref()))?;
         Ok(Self {
             tissue,
             tissue_detection_s,

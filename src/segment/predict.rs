@@ -136,13 +136,17 @@ impl Predictor {
         (self.receptive_radius() + reach).next_multiple_of(self.alignment())
     }
 
-    /// The stain-calibration gamma for a slide (or image) whose hematoxylin cut is
-    /// `hematoxylin_cut` (see `crate::stain`): 1 when the model was trained without
-    /// calibration. One value per slide, so tiles stay seam-free.
-    pub fn stain_gamma(&self, hematoxylin_cut: f64) -> f64 {
-        self.card.stain_calibration.map_or(1.0, |calibration| {
-            calibration_gamma(calibration.hematoxylin_cut, hematoxylin_cut)
-        })
+    /// The stain-calibration gamma for a slide (or image) whose hematoxylin cut
+    /// `measure_cut` measures (see `crate::stain`): 1, without measuring anything, when the
+    /// model was trained without calibration. One value per slide, so tiles stay seam-free.
+    pub fn stain_gamma<E>(&self, measure_cut: impl FnOnce() -> Result<f64, E>) -> Result<f64, E> {
+        match self.card.stain_calibration {
+            None => Ok(1.0),
+            Some(calibration) => Ok(calibration_gamma(
+                calibration.hematoxylin_cut,
+                measure_cut()?,
+            )),
+        }
     }
 
     /// Foreground (0/1) inside `windows[i]` of `tiles[i]`, the tiles calibrated by

@@ -238,7 +238,7 @@ impl CropSampler {
         s.geometry.read(s.slide.as_ref(), rect)
     }
 
-    /// The hematoxylin cut of slide `index` (see `segment::calibration`), measured the
+    /// The hematoxylin cut of slide `index` (see `crate::stain::slide_hematoxylin_cut`), measured the
     /// first time it is asked for: the same value `segment` calibrates that slide by.
     pub fn hematoxylin_cut(&self, index: usize) -> Result<f64, SlideError> {
         let s = &self.slides[index];
