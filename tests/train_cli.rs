@@ -125,7 +125,7 @@ fn the_default_method_is_self_training() {
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
     assert!(
-        String::from_utf8_lossy(&result.stdout).contains("kept the last epoch (0"),
+        String::from_utf8_lossy(&result.stdout).contains("kept the model after the last epoch (0"),
         "{}",
         String::from_utf8_lossy(&result.stdout)
     );

@@ -398,13 +398,14 @@ fn train_and_report(
     let summary = run_one(args.seed, &args.out, &mut on_progress).map_err(interrupted)?;
     bar.finish_and_clear();
     if LabelFreeRule::of(args.method) == LabelFreeRule::LastEpoch {
-        // The run keeps its last epoch whatever the masks say: report that one, not the best.
+        // The run keeps its last epoch (for self-training, the weight average it ends with)
+        // whatever the masks say: report that one, not the best.
         let last = summary.epochs.last();
         let dice = last
             .and_then(|e| e.val_dice.first())
             .map_or(String::new(), |d| format!(", validation Dice {d:.4}"));
         println!(
-            "kept the last epoch ({}{dice}); {} steps in {:.1}s; model in {}",
+            "kept the model after the last epoch ({}{dice}); {} steps in {:.1}s; model in {}",
             last.map_or("-".into(), |e| e.epoch.to_string()),
             summary.steps,
             summary.elapsed_s,

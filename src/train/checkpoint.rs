@@ -4,6 +4,7 @@
 //! it names the weights file it belongs to and is replaced by a rename, so a crash at any
 //! moment leaves the previous epoch's pair intact.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,8 @@ use crate::atomic_file::{CommitError, Durability, PartialFile};
 use crate::model::{copy_weights, read_tensors, ModelError};
 
 const CHECKPOINT_FILE: &str = "checkpoint.json";
+/// Prefix of the weight average's variables in a checkpoint's weights file.
+const AVERAGE_PREFIX: &str = "average.";
 
 /// Where an interrupted run stands after its last finished epoch.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -73,6 +76,15 @@ pub fn save(
     let weights = weights_name(state.epochs_done);
     let weights_path = run_dir.join(&weights);
     let mut tensors: Vec<(String, Tensor)> = trainer.vs.variables().into_iter().collect();
+    if let Some(average) = &trainer.average {
+        tensors.extend(
+            average
+                .vs
+                .variables()
+                .into_iter()
+                .map(|(name, t)| (format!("{AVERAGE_PREFIX}{name}"), t)),
+        );
+    }
     tensors.extend(trainer.optimizer.state());
     Tensor::write_safetensors(&tensors, &weights_path).map_err(|source| {
         TrainError::Model(ModelError::Weights {
@@ -120,9 +132,20 @@ pub fn load(run_dir: &Path, trainer: &mut Trainer) -> Result<Option<(RunState, u
         .map_err(|_| broken("crop_rng_word_pos is not a number".into()))?;
     let weights_path = run_dir.join(&checkpoint.weights);
     let channels = trainer.net.channels() as usize;
-    // One read for both: the network's variables and Adam's moments share the file.
+    // One read for all: the network's and the weight average's variables and Adam's moments
+    // share the file.
     let stored = read_tensors(&weights_path)?;
     copy_weights(&mut trainer.vs, &stored, &weights_path, channels)?;
+    if let Some(average) = &mut trainer.average {
+        let average_stored: HashMap<String, Tensor> = stored
+            .iter()
+            .filter_map(|(name, t)| {
+                let name = name.strip_prefix(AVERAGE_PREFIX)?;
+                Some((name.to_string(), t.shallow_clone()))
+            })
+            .collect();
+        copy_weights(&mut average.vs, &average_stored, &weights_path, channels)?;
+    }
     trainer
         .optimizer
         .load_state(checkpoint.optimizer_steps, &stored)

@@ -9,6 +9,7 @@ mod config;
 pub mod crop_stream;
 mod curves;
 mod data;
+mod ema;
 mod error;
 pub mod label_free;
 mod loss;

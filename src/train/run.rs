@@ -221,6 +221,7 @@ pub fn train(
                 outcome,
             });
         }
+        trainer.end_epoch(epoch);
         state.skipped += epoch_skipped;
         let val_dice = val
             .map(|set| {
@@ -285,7 +286,7 @@ pub fn train(
                 hematoxylin_agreement: metrics.hematoxylin_agreement.clone(),
                 ..card(channels)
             };
-            save_run(run_dir, Some(&trainer.vs), &card)?;
+            save_run(run_dir, Some(trainer.model_weights()), &card)?;
         }
         progress(Progress::Epoch(&metrics));
         state.history.push(metrics);

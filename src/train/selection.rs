@@ -12,8 +12,9 @@ pub enum LabelFreeRule {
     /// The (epoch, channel) that agrees best with the hematoxylin cut: right for methods
     /// that find nuclei by other means (contrastive) or learn the cut itself.
     HighestAgreement,
-    /// The last epoch: for a student meant to beat its stain teacher, agreeing with the
-    /// teacher is no merit.
+    /// The last epoch (for self-training, the average of the late epochs' weights it ends
+    /// with): for a student meant to beat its stain teacher, agreeing with the teacher is
+    /// no merit.
     LastEpoch,
 }
 

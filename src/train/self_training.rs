@@ -3,9 +3,10 @@
 //!
 //! The stain teacher (`stain_teacher`) is sure of most pixels but abstains on a band around
 //! its cut (nuclear rims, faint nuclei): those pixels carry no loss, and the student decides
-//! them from what it learned elsewhere. The student sees a stain-jittered view
-//! (`stain_jitter`), the teacher the crop as it is, so the student cannot copy the teacher's
-//! per-crop arithmetic and must find nuclei by shape and context.
+//! them from what it learned elsewhere. The student sees a turned, flipped and
+//! stain-jittered view (`stain_jitter`), the teacher the crop as it is, so the student cannot
+//! copy the teacher's per-crop arithmetic and must find nuclei by shape and context. The run
+//! saves the average of the student's late weights (`step::WeightAverage`).
 //!
 //! Both see the crop stain-calibrated by its image or slide (`crate::stain::calibrate`):
 //! labs stain with up to 5× different hematoxylin strength (MoNuSeg's per-image cuts span
@@ -18,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::nn::ModuleT;
 use tch::{Kind, Reduction, Tensor};
 
+use super::cdcl::geometric;
 use super::stain_jitter::stain_jitter;
 use super::stain_teacher::{stain_targets, IGNORE_BAND, TEACHER_SIGMA_PX};
 use crate::model::{ConfidenceNet, Method, StainCalibration};
@@ -29,15 +31,24 @@ pub const STAIN_CALIBRATION: StainCalibration = StainCalibration {
     hematoxylin_cut: 0.05,
 };
 
+/// The share of a run's epochs after which the saved model becomes the average of the
+/// student's weights (see `step::WeightAverage`): validation Dice levels off by about
+/// half-way, and what remains is step-to-step noise that averaging removes.
+pub const AVERAGE_FROM: f64 = 0.5;
+
 /// The stain calibration `method` trains (and so segments) with: only this method's; the
 /// seed methods stay as their papers describe them.
 pub fn stain_calibration_of(method: Method) -> Option<StainCalibration> {
     (method == Method::SelfTraining).then_some(STAIN_CALIBRATION)
 }
 
-/// The student's loss on a batch of calibrated crops (B×3×H×W in [0, 1]) at optimizer step `step`
-/// of the run seeded `seed`: binary cross-entropy against the teacher's targets, averaged
-/// over the pixels the teacher is sure of.
+/// The student's loss on a batch of calibrated crops (B×3×H×W in [0, 1]) at optimizer step
+/// `step` of the run seeded `seed`: binary cross-entropy against the teacher's targets,
+/// averaged over the pixels the teacher is sure of.
+///
+/// The teacher sees each crop as it is; the student sees it rotated by up to ±15°, flipped
+/// and stain-jittered, and is scored against the teacher's targets moved with the same
+/// geometry (nearest neighbour, so targets stay 0 or 1).
 pub fn self_training_loss(
     student: &ConfidenceNet,
     images: &Tensor,
@@ -47,11 +58,17 @@ pub fn self_training_loss(
     let teacher = tch::no_grad(|| stain_targets(images, TEACHER_SIGMA_PX, IGNORE_BAND));
     // One generator per step: the same run draws the same views, also after a resume.
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let view = stain_jitter(images, &mut rng);
-    let per_pixel = student.forward_t(&view, true).binary_cross_entropy(
-        &teacher.target,
-        Some(&teacher.weight),
-        Reduction::Sum,
+    let (b, _, side, _) = images.size4().expect("B×3×H×W crops");
+    // The crop stream's crops are square; the window is the whole crop, turned.
+    let geometry = geometric(b as usize, side, side, images.device(), &mut rng);
+    let view = stain_jitter(&geometry.apply(images, false), &mut rng);
+    let (target, weight) = (
+        geometry.apply(&teacher.target, true),
+        geometry.apply(&teacher.weight, true),
     );
-    per_pixel / teacher.weight.sum(Kind::Float).clamp_min(1.0)
+    let per_pixel =
+        student
+            .forward_t(&view, true)
+            .binary_cross_entropy(&target, Some(&weight), Reduction::Sum);
+    per_pixel / weight.sum(Kind::Float).clamp_min(1.0)
 }

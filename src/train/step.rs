@@ -6,12 +6,13 @@ use tch::{Kind, Reduction, Tensor};
 use super::adam::Adam;
 use super::config::{Method, TrainConfig};
 use super::data::Batch;
+use super::ema::ema_update;
 use super::error::TrainError;
 use super::label_free::hematoxylin_masks;
 use super::loss::{contrastive_loss, LossParts};
 use super::patches::attended_patches;
 use super::sampler::{sample_patches, CandidateGrid};
-use super::self_training::{self_training_loss, stain_calibration_of};
+use super::self_training::{self_training_loss, stain_calibration_of, AVERAGE_FROM};
 use crate::model::{ConfidenceNet, StainCalibration};
 use crate::stain::calibrate_to;
 
@@ -73,11 +74,24 @@ pub fn contrastive_objective(
     )))
 }
 
+/// The average of the network's weights (BatchNorm statistics included) at the ends of
+/// the epochs from a run's [`AVERAGE_FROM`] on, a copy of the network's before. Later
+/// epochs of self-training move the weights about a plateau; their average scores at
+/// least as well as the last epoch and varies less between seeds
+/// (docs/benchmarks.md#self-training).
+#[derive(Debug)]
+pub struct WeightAverage {
+    pub vs: nn::VarStore,
+    pub net: ConfidenceNet,
+}
+
 /// Network + Adam, stepping on batches.
 #[derive(Debug)]
 pub struct Trainer {
     pub vs: nn::VarStore,
     pub net: ConfidenceNet,
+    /// What the self-training method saves; `None` for the other methods.
+    pub average: Option<WeightAverage>,
     pub(super) optimizer: Adam,
     config: TrainConfig,
 }
@@ -94,12 +108,40 @@ impl Trainer {
         };
         let net = ConfidenceNet::new(&vs.root(), channels, config.epsilon);
         let optimizer = Adam::new(&vs, config.lr, config.weight_decay);
+        let average = (config.method == Method::SelfTraining).then(|| {
+            let mut average_vs = nn::VarStore::new(config.device);
+            let net = ConfidenceNet::new(&average_vs.root(), channels, config.epsilon);
+            ema_update(&mut average_vs, &vs, 1.0, 0);
+            WeightAverage {
+                vs: average_vs,
+                net,
+            }
+        });
         Ok(Self {
             vs,
             net,
+            average,
             optimizer,
             config: config.clone(),
         })
+    }
+
+    /// Folds the network's weights after `epoch` into the average: a copy before the
+    /// averaging epochs, then the running mean of one snapshot per epoch.
+    pub fn end_epoch(&mut self, epoch: usize) {
+        // Epochs are few and equal in steps, so one snapshot per epoch weighs every part
+        // of the plateau alike.
+        let first = (self.config.epochs as f64 * AVERAGE_FROM) as usize;
+        if let Some(average) = &mut self.average {
+            // ema_update with no cap on α: step k of the average is the mean of k+1 snapshots.
+            ema_update(&mut average.vs, &self.vs, 1.0, epoch.saturating_sub(first));
+        }
+    }
+
+    /// The weights a run saves as its model: the average where there is one, else the
+    /// network's.
+    pub fn model_weights(&self) -> &nn::VarStore {
+        self.average.as_ref().map_or(&self.vs, |a| &a.vs)
     }
 
     /// The stain calibration this run's method trains with, if any.
@@ -117,9 +159,10 @@ impl Trainer {
     }
 
     /// Eval-mode confidences of `images` as the saved model computes them (see
-    /// [`Self::calibrated`]).
+    /// [`Self::calibrated`] and [`Self::model_weights`]).
     pub fn infer(&self, images: &Tensor, cuts: Option<&[f64]>) -> Tensor {
-        self.net.infer(&self.calibrated(images, cuts))
+        let net = self.average.as_ref().map_or(&self.net, |a| &a.net);
+        net.infer(&self.calibrated(images, cuts))
     }
 
     /// One optimizer step on `batch`.
@@ -176,5 +219,61 @@ impl Trainer {
             None::<Tensor>,
             Reduction::Mean,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sets every floating-point variable of `vs` to `value`.
+    fn fill(vs: &nn::VarStore, value: f64) {
+        tch::no_grad(|| {
+            for (_, mut t) in vs.variables() {
+                if t.is_floating_point() {
+                    let _ = t.fill_(value);
+                }
+            }
+        });
+    }
+
+    /// Every floating-point value of `vs`, which [`fill`] made all alike.
+    fn values(vs: &nn::VarStore) -> Vec<f64> {
+        vs.variables()
+            .values()
+            .filter(|t| t.is_floating_point())
+            .flat_map(|t| Vec::<f64>::try_from(t.to_kind(Kind::Double).view([-1])).unwrap())
+            .collect()
+    }
+
+    /// Four epochs average from epoch 2: the average copies the network after epochs 0
+    /// and 1, then holds the mean of the snapshots after epochs 2 and 3.
+    #[test]
+    fn self_training_saves_the_mean_of_the_late_epochs() {
+        let _rng = crate::test_support::torch_rng();
+        let config = TrainConfig {
+            epochs: 4,
+            ..TrainConfig::defaults_for(Method::SelfTraining)
+        };
+        let mut trainer = Trainer::new(&config).unwrap();
+        for (epoch, value, expected) in [(0, 1.0, 1.0), (1, 3.0, 3.0), (2, 5.0, 5.0), (3, 7.0, 6.0)]
+        {
+            fill(&trainer.vs, value);
+            trainer.end_epoch(epoch);
+            let average = values(trainer.model_weights());
+            assert!(!average.is_empty());
+            assert!(
+                average.iter().all(|&v| (v - expected).abs() < 1e-6),
+                "after epoch {epoch}: {:?}",
+                &average[..3]
+            );
+        }
+        // The other methods save the network itself.
+        let contrastive = Trainer::new(&TrainConfig::default()).unwrap();
+        assert!(contrastive.average.is_none());
+        fill(&contrastive.vs, 2.0);
+        assert!(values(contrastive.model_weights())
+            .iter()
+            .all(|&v| v == 2.0));
     }
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use augment::{geometric, photometric, Geometry};
 pub use contrast::{classify_patches, dense_contrastive_loss, FeatureBank, PatchKind, Queries};
-pub use objective::{consistency_loss, consistency_weight, ema_update, entropy_loss, poly_lr};
+pub use objective::{consistency_loss, consistency_weight, entropy_loss, poly_lr};
 pub use run::{train_semi, Schedule, SemiStep};
 pub use split::{parse_fraction, LabeledTiles};
 

@@ -13,7 +13,7 @@ use tch::{Kind, Tensor};
 
 use super::augment::{geometric, photometric};
 use super::contrast::{classify_patches, dense_contrastive_loss, FeatureBank};
-use super::objective::{consistency_loss, consistency_weight, ema_update, entropy_loss, poly_lr};
+use super::objective::{consistency_loss, consistency_weight, entropy_loss, poly_lr};
 use super::split::LabeledTiles;
 use super::SemiConfig;
 use crate::model::{
@@ -22,6 +22,7 @@ use crate::model::{
 };
 use crate::train::curves::draw_curves;
 use crate::train::data::{CropSource, DataError, LabeledFolder, LabeledSet};
+use crate::train::ema::ema_update;
 use crate::train::error::TrainError;
 use crate::train::metrics::EpochMetrics;
 use crate::train::run::{create_run_dir, Best, Progress, TrainSummary, CONFIDENCE_THRESHOLD};
