@@ -152,6 +152,9 @@ pub fn close(mask: &[u8], width: usize, height: usize, footprint: &Footprint) ->
 pub struct Postprocess {
     large: Footprint,
     small: Footprint,
+    /// Fill holes up to this extent in pixels before the opening (see
+    /// [`Postprocess::filling_holes_up_to`]).
+    hole_extent: Option<usize>,
 }
 
 impl Postprocess {
@@ -163,7 +166,22 @@ impl Postprocess {
         Self {
             large: disk_in_microns(LARGE_DISK_UM, mpp),
             small: disk_in_microns(SMALL_DISK_UM, mpp),
+            hole_extent: None,
         }
+    }
+
+    /// The same, first filling every hole of the mask that fits in a square of `extent_um`
+    /// on pixels of `mpp` µm (for masks of models taught hole-filled nuclei).
+    pub fn filling_holes_up_to(self, extent_um: f64, mpp: f64) -> Self {
+        Self {
+            hole_extent: Some((extent_um / mpp).round() as usize),
+            ..self
+        }
+    }
+
+    /// The largest hole filled, in pixels, if holes are filled.
+    pub fn hole_extent_px(&self) -> Option<usize> {
+        self.hole_extent
     }
 
     /// The two disks' radii in pixels (rounded down to whole rows).
@@ -174,11 +192,13 @@ impl Postprocess {
     /// How far (Chebyshev distance, in pixels) the input can influence one output pixel.
     ///
     /// Each of the 8 erode/dilate passes reads within its disk's radius, which fits in the
-    /// square of that half-size: 4 × large + 4 × small (16 px at 0.25 µm/px). So tiles
-    /// post-processed with a margin of at least this many pixels on every side that is not
-    /// the slide's edge give exactly the same pixels as post-processing the whole slide.
+    /// square of that half-size: 4 × large + 4 × small (16 px at 0.25 µm/px); hole filling
+    /// before them reads up to its extent + 1. So tiles post-processed with a margin of at
+    /// least this many pixels on every side that is not the slide's edge give exactly the
+    /// same pixels as post-processing the whole slide.
     pub fn reach(&self) -> u32 {
-        4 * (self.large.radius() + self.small.radius()) as u32
+        let filling = self.hole_extent.map_or(0, |extent| extent + 1);
+        (4 * (self.large.radius() + self.small.radius()) + filling) as u32
     }
 
     /// The cleaned mask (0/1).
@@ -186,9 +206,14 @@ impl Postprocess {
     /// # Panics
     /// If `mask.len()` is not `width * height`.
     pub fn apply(&self, mask: &[u8], width: usize, height: usize) -> Vec<u8> {
+        let filled = self.hole_extent.map(|extent| {
+            let mut filled: Vec<u8> = mask.iter().map(|&v| if v != 0 { 255 } else { 0 }).collect();
+            fill_holes_within(&mut filled, width, height, extent);
+            filled
+        });
         let (big, small) = (&self.large, &self.small);
         run(
-            mask,
+            filled.as_deref().unwrap_or(mask),
             width,
             height,
             &[
@@ -424,32 +449,32 @@ fn widen<const ERODE: bool>(row: &[u64], out: &mut [u64]) {
     }
 }
 
-/// Flips every 4-connected region of `value` smaller than `min_area` pixels to the other
-/// value (255 ↔ 0; unlike the rest of this module, the mask holds exactly 0 and 255). With `spare_border`, regions touching the image edge are kept: a
-/// background region there is glass around the tissue, not a hole in it.
-pub fn remove_small_regions(
-    data: &mut [u8],
-    w: usize,
-    h: usize,
-    value: u8,
-    min_area: usize,
-    spare_border: bool,
-) {
+/// What the flood fill knows of one 4-connected region.
+struct Region {
+    area: usize,
+    /// Width and height of its bounding box.
+    extent: (usize, usize),
+    touches_border: bool,
+}
+
+/// Flips every 4-connected region of `value` for which `flip` says so to the other value
+/// (255 ↔ 0; unlike the rest of this module, the mask holds exactly 0 and 255).
+fn flip_regions(data: &mut [u8], w: usize, h: usize, value: u8, flip: impl Fn(&Region) -> bool) {
     let mut seen = vec![false; w * h];
     let mut stack = Vec::new();
-    let mut region = Vec::new();
+    let mut members = Vec::new();
     for start in 0..w * h {
         if seen[start] || data[start] != value {
             continue;
         }
         seen[start] = true;
         stack.push(start);
-        region.clear();
-        let mut touches_border = false;
+        members.clear();
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
         while let Some(i) = stack.pop() {
-            region.push(i);
+            members.push(i);
             let (x, y) = (i % w, i / w);
-            touches_border |= x == 0 || y == 0 || x == w - 1 || y == h - 1;
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
             let neighbours = [
                 (x > 0).then(|| i - 1),
                 (x + 1 < w).then(|| i + 1),
@@ -463,18 +488,49 @@ pub fn remove_small_regions(
                 }
             }
         }
-        if region.len() < min_area && !(spare_border && touches_border) {
-            for &i in &region {
+        let region = Region {
+            area: members.len(),
+            extent: (x1 - x0 + 1, y1 - y0 + 1),
+            touches_border: x0 == 0 || y0 == 0 || x1 == w - 1 || y1 == h - 1,
+        };
+        if flip(&region) {
+            for &i in &members {
                 data[i] = 255 - value;
             }
         }
     }
 }
 
+/// Flips every 4-connected region of `value` smaller than `min_area` pixels to the other
+/// value (255 ↔ 0; the mask holds exactly 0 and 255). With `spare_border`, regions touching
+/// the image edge are kept: a background region there is glass around the tissue, not a
+/// hole in it.
+pub fn remove_small_regions(
+    data: &mut [u8],
+    w: usize,
+    h: usize,
+    value: u8,
+    min_area: usize,
+    spare_border: bool,
+) {
+    flip_regions(data, w, h, value, |region| {
+        region.area < min_area && !(spare_border && region.touches_border)
+    });
+}
+
 /// Fills every hole of a 0/255 `mask`: 4-connected background regions that do not touch the
 /// image edge become foreground (as `scipy.ndimage.binary_fill_holes`).
 pub fn fill_holes(mask: &mut [u8], width: usize, height: usize) {
     remove_small_regions(mask, width, height, 0, usize::MAX, true);
+}
+
+/// Fills the holes of a 0/255 `mask` that fit in a `max_extent`-pixel square: a decision
+/// that reads no further than `max_extent + 1` pixels from a hole, so tiles with that much
+/// margin fill exactly what the whole image would.
+pub fn fill_holes_within(mask: &mut [u8], width: usize, height: usize, max_extent: usize) {
+    flip_regions(mask, width, height, 0, |region| {
+        !region.touches_border && region.extent.0 <= max_extent && region.extent.1 <= max_extent
+    });
 }
 
 #[cfg(test)]
@@ -660,6 +716,64 @@ mod tests {
         }
     }
 
+    /// A 2×2 hole and a 5×5 one: with an extent of 3 only the first is filled; a bay open
+    /// to the border never is. Tiles of a blob mask with `reach` margin give the whole
+    /// mask's pixels.
+    #[test]
+    fn bounded_hole_filling_fills_small_holes_only_and_is_local() {
+        let mut mask = grid(&[
+            "##########", //
+            "#..######.", //
+            "#..#.....#", //
+            "####.....#", //
+            "#...#....#", //
+            "#...#....#", //
+            "#...######", //
+        ]);
+        fill_holes_within(&mut mask, 10, 7, 3);
+        let expected = grid(&[
+            "##########", //
+            "#########.", //
+            "####.....#", //
+            "####.....#", //
+            "#...#....#", //
+            "#...#....#", //
+            "#...######", //
+        ]);
+        assert_eq!(mask, expected);
+
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (width, height) = (160, 120);
+        let blobs = blobs(&mut rng, width, height);
+        let post = Postprocess::at_mpp(0.25).filling_holes_up_to(2.0, 0.25);
+        assert_eq!(post.hole_extent_px(), Some(8));
+        let whole = post.apply(&blobs, width, height);
+        assert_ne!(
+            whole,
+            Postprocess::at_mpp(0.25).apply(&blobs, width, height)
+        );
+        let reach = post.reach() as usize;
+        for (x0, y0, w, h) in [
+            (40usize, 30usize, 50, 40),
+            (0, 0, 70, 60),
+            (100, 70, 60, 50),
+        ] {
+            // The tile's window: its core plus `reach` on every side inside the image.
+            let (wx0, wy0) = (x0.saturating_sub(reach), y0.saturating_sub(reach));
+            let (wx1, wy1) = ((x0 + w + reach).min(width), (y0 + h + reach).min(height));
+            let window: Vec<u8> = (wy0..wy1)
+                .flat_map(|y| blobs[y * width + wx0..y * width + wx1].to_vec())
+                .collect();
+            let tiled = post.apply(&window, wx1 - wx0, wy1 - wy0);
+            for y in y0..y0 + h {
+                for x in x0..x0 + w {
+                    let at_window = (y - wy0) * (wx1 - wx0) + (x - wx0);
+                    assert_eq!(tiled[at_window], whole[y * width + x], "({x},{y})");
+                }
+            }
+        }
+    }
+
     #[test]
     fn postprocess_matches_brute_force() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -832,9 +946,15 @@ mod tests {
             at_40x,
             Postprocess {
                 large: disk(3),
-                small: disk(1)
+                small: disk(1),
+                hole_extent: None,
             }
         );
+        // 10 µm holes: 40 px at 40×, 20 px at 20×; the reach grows by the extent + 1.
+        let filling = Postprocess::at_mpp(0.25).filling_holes_up_to(10.0, 0.25);
+        assert_eq!(filling.reach(), POSTPROCESS_REACH + 41);
+        let at_20x_filling = Postprocess::at_mpp(0.5).filling_holes_up_to(10.0, 0.5);
+        assert_eq!(at_20x_filling.hole_extent_px(), Some(20));
         assert_eq!(at_40x.reach(), POSTPROCESS_REACH);
         // A scanner's 0.2527 µm/px is 40× too.
         assert_eq!(Postprocess::at_mpp(0.2527), at_40x);

@@ -112,7 +112,12 @@ fn calibrated_median_split_model(
     let run = dir.join("run");
     let card = ModelCard {
         architecture,
-        method: Method::Contrastive,
+        // Calibration is the self-training method's, which also fills nuclear holes.
+        method: if stain_calibration.is_some() {
+            Method::SelfTraining
+        } else {
+            Method::Contrastive
+        },
         channels: 2,
         channel: 1,
         threshold,
@@ -205,7 +210,7 @@ fn tiled_masks_equal_the_whole_image_mask_bit_for_bit() {
 /// slide's own (here the whole image's, as `eval` and training measure an image), so tiles
 /// stay seam-free; the summary reports it, and it changes the mask.
 #[test]
-fn stain_calibrated_models_calibrate_the_slide_once_and_stay_seam_free() {
+fn stain_calibrated_self_training_models_calibrate_once_fill_holes_and_stay_seam_free() {
     let dir = tempfile::tempdir().unwrap();
     let image = synthetic_png(dir.path(), 600, 520, 7);
     let rgb = image::open(&image).unwrap().to_rgb8();
@@ -231,6 +236,8 @@ fn stain_calibrated_models_calibrate_the_slide_once_and_stay_seam_free() {
                 .stain_gamma
                 .expect("a calibrated model reports its gamma");
             assert!((gamma - 1.6).abs() < 1e-6, "tile {tile}: gamma {gamma}");
+            // 10 µm at the model's 0.25 µm/px, inside the halo.
+            assert_eq!(summary.scale.holes_filled_up_to_px, Some(40));
             read_mask(&out).2
         })
         .collect();

@@ -17,10 +17,11 @@ use crate::instance_scores::InstanceScores;
 use crate::instances::{
     check_instance_map_size, instance_map_path, instances_of, read_instance_map,
 };
-use crate::morphology::Postprocess;
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
 use crate::scores::{Confusion, Scores};
-use crate::segment::{model_mpp, parse_mpp, plan_geometry, Predictor, TargetScale, Window};
+use crate::segment::{
+    finishing, model_mpp, parse_mpp, plan_geometry, Predictor, TargetScale, Window,
+};
 use crate::slide::grid::Rect;
 use crate::slide::resolution::image_mpp;
 use crate::slide::ImageSlide;
@@ -238,7 +239,8 @@ fn score_image(
         .predict(&[&image], &[whole], stain_gamma)
         .pop()
         .expect("one mask per image");
-    let cleaned_model = Postprocess::at_mpp(model_mpp).apply(&raw_model, mw as usize, mh as usize);
+    let cleaned_model =
+        finishing(predictor.card(), model_mpp).apply(&raw_model, mw as usize, mh as usize);
     let (raw, cleaned) = (
         geometry.to_output(&raw_model),
         geometry.to_output(&cleaned_model),

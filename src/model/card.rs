@@ -28,6 +28,15 @@ pub enum Method {
     SelfTraining,
 }
 
+impl Method {
+    /// Whether the method's models were taught nuclei with their holes filled (the
+    /// self-training teacher fills them), so that their masks are finished the same way:
+    /// the network leaves some pale nuclear centres open that its teacher closed.
+    pub fn fills_holes(self) -> bool {
+        self == Self::SelfTraining
+    }
+}
+
 impl std::fmt::Display for Method {
     /// The name `--method` takes (`self-training`, …).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

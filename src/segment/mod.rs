@@ -42,7 +42,9 @@ mod summary;
 pub use measurements::LengthUnit;
 pub use overlay::{caption_height, with_caption, Caption, Coverage};
 pub use predict::{Predictor, Window};
-pub use scale::{model_mpp, parse_mpp, plan_geometry, ScaleUsed, TargetScale};
+pub use scale::{
+    finishing, model_mpp, parse_mpp, plan_geometry, ScaleUsed, TargetScale, NUCLEUS_HOLE_EXTENT_UM,
+};
 pub use summary::{
     peak_rss_mb, ModelUsed, NucleiSummary, SegmentSummary, Settings, TileCounts, Timings,
 };

@@ -121,6 +121,11 @@ pub struct ScaleUsed {
     /// Radii of the post-processing disks in model pixels (0.75 and 0.25 µm); `None` with
     /// `--raw`.
     pub postprocess_radii_px: Option<[usize; 2]>,
+    /// The largest hole the post-processing fills, in model pixels, for models taught
+    /// hole-filled nuclei; `None` otherwise and with `--raw`.
+    pub holes_filled_up_to_px: Option<usize>,
+    #[serde(skip)]
+    postprocess: Option<Postprocess>,
     /// Context read around each tile: the model's receptive radius plus the
     /// post-processing's reach, in model pixels.
     pub halo_px: u32,
@@ -161,7 +166,7 @@ impl ScaleUsed {
             ),
             None => (model_mpp / geometry.output_downsample, MppSource::Assumed),
         };
-        let postprocess = options.postprocess.then(|| Postprocess::at_mpp(model_mpp));
+        let postprocess = options.postprocess.then(|| finishing(card, model_mpp));
         let output_pixel_um2 = (slide_mpp * geometry.output_downsample).powi(2);
         Self {
             slide_mpp,
@@ -170,6 +175,7 @@ impl ScaleUsed {
             model_mpp,
             resampled: !geometry.is_native(),
             postprocess_radii_px: postprocess.as_ref().map(Postprocess::radii_px),
+            holes_filled_up_to_px: postprocess.as_ref().and_then(Postprocess::hole_extent_px),
             halo_px: halo(postprocess.as_ref().map_or(0, Postprocess::reach)),
             min_nucleus_area_px: area_px(options.min_nucleus_area_um2, output_pixel_um2),
             // A missing train_mpp matters only where the model's scale was to be used.
@@ -183,13 +189,13 @@ impl ScaleUsed {
                 source,
                 model_mpp,
             ),
+            postprocess,
         }
     }
 
     /// The post-processing at the model's scale, `None` with `--raw`.
     pub fn postprocess(&self) -> Option<Postprocess> {
-        self.postprocess_radii_px
-            .map(|_| Postprocess::at_mpp(self.model_mpp))
+        self.postprocess.clone()
     }
 
     /// Logs the note: a warning when it names an assumption.
@@ -199,6 +205,22 @@ impl ScaleUsed {
         } else {
             tracing::info!(slide = %slide.display(), "{}", self.note);
         }
+    }
+}
+
+/// Holes this small (µm, either side) are filled in the masks of models taught
+/// hole-filled nuclei: a large nucleus is about 10 µm across, so every hole inside one
+/// fits, while a gap between cells rarely closes all round within that span.
+pub const NUCLEUS_HOLE_EXTENT_UM: f64 = 10.0;
+
+/// The post-processing of `card`'s masks on pixels of `mpp` µm: the paper's opening and
+/// closing, after filling nuclear holes for models taught hole-filled nuclei.
+pub fn finishing(card: &ModelCard, mpp: f64) -> Postprocess {
+    let paper = Postprocess::at_mpp(mpp);
+    if card.method.fills_holes() {
+        paper.filling_holes_up_to(NUCLEUS_HOLE_EXTENT_UM, mpp)
+    } else {
+        paper
     }
 }
 
