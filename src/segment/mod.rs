@@ -42,9 +42,7 @@ mod summary;
 pub use measurements::LengthUnit;
 pub use overlay::{caption_height, with_caption, Caption, Coverage};
 pub use predict::{Predictor, Window};
-pub use scale::{
-    finishing, model_mpp, parse_mpp, plan_geometry, ScaleUsed, TargetScale, NUCLEUS_HOLE_EXTENT_UM,
-};
+pub use scale::{finishing, model_mpp, parse_mpp, plan_geometry, ScaleUsed, TargetScale};
 pub use summary::{
     peak_rss_mb, ModelUsed, NucleiSummary, SegmentSummary, Settings, TileCounts, Timings,
 };

@@ -1,12 +1,14 @@
 //! The mean teacher (seed 003, eq. 2): a copy of the student whose weights follow the
 //! student's as an exponential moving average. It changes more slowly than the student and
-//! so gives steadier targets; CDCL and the self-training method's refinement stage use it.
+//! so gives steadier targets (CDCL). With α uncapped (1) the warm-up makes it a running mean
+//! of the snapshots given, which is how the self-training method averages its late epochs
+//! (`step::WeightAverage`).
 
 use tch::nn::VarStore;
 
-/// Eq. 2 of seed 003, with the mean-teacher warm-up: every variable of `teacher` (weights and BatchNorm
-/// statistics) becomes α_t·teacher + (1 − α_t)·student with α_t = min(1 − 1/(step+1), α).
-/// At step 0 the teacher is a copy of the student.
+/// Eq. 2 of seed 003, with the mean-teacher warm-up: every variable of `teacher` (weights
+/// and BatchNorm statistics) becomes α_t·teacher + (1 − α_t)·student with
+/// α_t = min(1 − 1/(step+1), α). At step 0 the teacher is a copy of the student.
 pub fn ema_update(teacher: &mut VarStore, student: &VarStore, alpha: f64, step: usize) {
     let alpha = (1.0 - 1.0 / (step as f64 + 1.0)).min(alpha);
     let student = student.variables();
