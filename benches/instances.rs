@@ -218,7 +218,7 @@ fn main() -> anyhow::Result<()> {
                 },
             ));
         }
-        for min_area_px in [0, 10, 30, 50, 80, 120] {
+        for min_area_px in [0, 30, 64, 96, 128, 160, 200] {
             variants.push((
                 format!("min area {min_area_px} px"),
                 SeparationParams {
@@ -271,7 +271,7 @@ fn main() -> anyhow::Result<()> {
         .map(|k| distance_transform(mask(k), size(k).0, size(k).1))
         .collect();
     stage(
-        "Gaussian σ 1 px",
+        &format!("Gaussian σ {} px", defaults.sigma_px),
         time(&|k| {
             let (w, h) = size(k);
             std::hint::black_box(gaussian_smooth(&distances[k], w, h, defaults.sigma_px));
@@ -281,7 +281,7 @@ fn main() -> anyhow::Result<()> {
         .map(|k| gaussian_smooth(&distances[k], size(k).0, size(k).1, defaults.sigma_px))
         .collect();
     stage(
-        "h-maxima h 1 px",
+        &format!("h-maxima h {} px", defaults.h_px),
         time(&|k| {
             let (w, h) = size(k);
             std::hint::black_box(h_maxima(&smooth[k], mask(k), w, h, defaults.h_px));

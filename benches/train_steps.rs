@@ -138,6 +138,7 @@ fn main() -> anyhow::Result<()> {
         images: Tensor::rand([config.batch as i64, 3, crop, crop], (Kind::Float, device)),
         masks: None,
         hematoxylin_cuts: None,
+        labeled: None,
     };
     trainer.step(&batch())?; // warm-up: allocator, kernel selection
     let start = Instant::now();

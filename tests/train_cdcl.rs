@@ -203,7 +203,7 @@ fn wrong_semi_supervised_options_name_the_flag() {
         (
             "contrastive",
             &[],
-            "--labeled-fraction is for --method cdcl",
+            "--labeled-fraction is for --method self-training, cdcl or supervised",
         ),
         (
             "supervised",

@@ -93,14 +93,10 @@ fn folder_training_writes_a_complete_run_dir() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a trained model"));
 }
 
-/// Without `--method`, `train` runs the label-free self-training method, which calibrates
-/// the stain and keeps its last epoch.
-#[test]
-fn the_default_method_is_self_training() {
-    let dir = tempfile::tempdir().unwrap();
-    labeled_folder(dir.path(), 160, 0);
-    let out = dir.path().join("run");
-    let result = binary()
+/// `slidestream train` without `--method` (self-training), two small steps on `data` into
+/// `out`, plus `extra` flags.
+fn quick_default_method(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    binary()
         .args([
             "-q",
             "train",
@@ -111,12 +107,24 @@ fn the_default_method_is_self_training() {
             "--max-steps",
             "2",
         ])
-        .args(["--mpp", "0.25", "--device", "cpu", "--data"])
-        .arg(dir.path())
+        .args(["--mpp", "0.25", "--device", "cpu"])
+        .args(extra)
+        .arg("--data")
+        .arg(data)
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Without `--method`, `train` runs the label-free self-training method, which calibrates
+/// the stain and keeps its last epoch.
+#[test]
+fn the_default_method_is_self_training() {
+    let dir = tempfile::tempdir().unwrap();
+    labeled_folder(dir.path(), 160, 0);
+    let out = dir.path().join("run");
+    let result = quick_default_method(dir.path(), &out, &[]);
     assert!(
         result.status.success(),
         "{}",
@@ -137,6 +145,53 @@ fn the_default_method_is_self_training() {
             .unwrap()
             > 0.0
     );
+}
+
+/// `--labeled-fraction` with self-training: the card says whose masks it learned from, the
+/// same seed gives the same weights, and slides (which carry no masks) are refused.
+#[test]
+fn self_training_learns_from_a_share_of_the_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    labeled_folder(dir.path(), 160, 0);
+    let train = |out: &Path, data: &Path| {
+        quick_default_method(data, out, &["--labeled-fraction", "1/3", "--tile", "80"])
+    };
+    let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&first, &second] {
+        let result = train(out, dir.path());
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("model.json")).unwrap()).unwrap();
+    assert_eq!(card["method"], "self-training");
+    // Three 160² images hold 4 sub-images of 80 px each; a third of 12 is 4.
+    let data = card["data"].as_str().unwrap();
+    assert!(
+        data.ends_with("masks of 4 of its 12 sub-images of 80 px"),
+        "{data}"
+    );
+    let weights = |run: &Path| std::fs::read(run.join("model.safetensors")).unwrap();
+    assert_eq!(
+        weights(&first),
+        weights(&second),
+        "same seed, other weights"
+    );
+
+    let slide = dir.path().join("slide.tif");
+    let synth = binary()
+        .args(["-q", "synth", "--width", "512", "--height", "512", "--out"])
+        .arg(&slide)
+        .status()
+        .unwrap();
+    assert!(synth.success());
+    let refused = train(&dir.path().join("c"), &slide);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains("--labeled-fraction needs a labeled image folder as --data"));
 }
 
 #[test]

@@ -12,8 +12,8 @@ use crate::train::crop_stream::CropStreamConfig;
 use crate::train::sources::{self, folder_mpp, write_stream_report, Interruptible, SlideCrops};
 use crate::train::{
     has_checkpoint, stain_calibration_of, train, train_seeds, CropSource, LabelFreeRule,
-    LabeledFolder, LabeledSet, Progress, SamplerKind, SeedJob, SeedRun, Similarity, TrainConfig,
-    TrainError, TrainSummary, PROBE_CROPS,
+    LabeledFolder, LabeledSet, PartlyLabeled, Progress, SamplerKind, SeedJob, SeedRun, Similarity,
+    TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
 };
 use anyhow::{anyhow, bail, Context};
 use std::path::{Path, PathBuf};
@@ -102,14 +102,16 @@ pub struct TrainArgs {
     /// Adam weight decay (contrastive and supervised confidence network).
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
-    /// cdcl/SupOnly: share of the labeled sub-images whose masks are used: 1/32, 1/16, 1/8,
-    /// 0.25, 10% ... [default for cdcl: 1/8]. The rest serve as unlabeled data.
+    /// cdcl/SupOnly/self-training: share of the labeled sub-images whose masks are used:
+    /// 1/32, 1/16, 1/8, 0.25, 10% ... [default for cdcl: 1/8]. The rest serve as unlabeled
+    /// data; self-training learns every step from as many of these sub-images as crops.
     #[arg(long, value_parser = crate::train::cdcl::parse_fraction)]
     pub labeled_fraction: Option<f64>,
-    /// cdcl/SupOnly: seed of the choice of labeled sub-images (kept fixed across --seeds).
+    /// cdcl/SupOnly/self-training: seed of the choice of labeled sub-images (kept fixed
+    /// across --seeds).
     #[arg(long, default_value_t = 0)]
     pub split_seed: u64,
-    /// cdcl/SupOnly: side of the sub-images the labeled images are cut into.
+    /// cdcl/SupOnly/self-training: side of the sub-images the labeled images are cut into.
     #[arg(long, default_value_t = 250)]
     pub tile: u32,
     /// cdcl/SupOnly: width w of the UNet (8: 121k parameters, 16: 4× that).
@@ -152,6 +154,11 @@ impl TrainArgs {
     fn is_semi(&self) -> bool {
         self.method == Method::Cdcl
             || (self.method == Method::Supervised && self.labeled_fraction.is_some())
+    }
+
+    /// Self-training that also learns from the masks of a share of the sub-images.
+    fn learns_from_a_few_masks(&self) -> bool {
+        self.method == Method::SelfTraining && self.labeled_fraction.is_some()
     }
 
     fn config(&self) -> anyhow::Result<TrainConfig> {
@@ -204,9 +211,10 @@ impl TrainArgs {
     /// than ignore them.
     fn check_method_flags(&self) -> anyhow::Result<()> {
         let wrong = |message: String| Err(TrainError::Config(message).into());
-        if self.labeled_fraction.is_some() && !self.is_semi() {
+        if self.labeled_fraction.is_some() && !self.is_semi() && !self.learns_from_a_few_masks() {
             return wrong(format!(
-                "--labeled-fraction is for --method cdcl or supervised (SupOnly), not {:?}",
+                "--labeled-fraction is for --method self-training, cdcl or supervised (SupOnly), \
+                 not {:?}",
                 self.method
             ));
         }
@@ -284,6 +292,11 @@ fn run_settings(args: &TrainArgs, config: &impl serde::Serialize) -> serde_json:
         "data": args.data,
         "val": args.val,
         "unlabeled": args.unlabeled,
+        "labeled": args.learns_from_a_few_masks().then(|| serde_json::json!({
+            "fraction": args.labeled_fraction,
+            "split_seed": args.split_seed,
+            "tile": args.tile,
+        })),
     })
 }
 
@@ -454,6 +467,14 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
     let folder = is_image_folder(&args.data)
         .map(LabeledFolder::open)
         .transpose()?;
+    if args.learns_from_a_few_masks() && folder.is_none() {
+        return Err(TrainError::Config(
+            "--labeled-fraction needs a labeled image folder as --data (DIR/images/*.tif|png \
+             with DIR/masks/*.png); slides carry no masks"
+                .into(),
+        )
+        .into());
+    }
     // The threshold baseline reads whole images; every other method cuts crops.
     if let (Some(folder), false) = (&folder, config.method == Method::Threshold) {
         folder.check_crop(config.crop)?;
@@ -500,11 +521,20 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
             cancel,
         )?),
     };
-    let (source, mpp): (&dyn CropSource, f64) = match (&folder, folder_scale, &slides) {
-        (Some(f), Some(mpp), _) => (f, mpp),
-        (_, _, Some(s)) => (s, s.scale()),
-        _ => unreachable!("one data source is always built"),
+    let partly_labeled = match (&folder, args.labeled_fraction) {
+        (Some(f), Some(fraction)) => Some(PartlyLabeled {
+            crops: f,
+            tiles: LabeledTiles::choose(f, args.tile, fraction, args.split_seed)?,
+        }),
+        _ => None,
     };
+    let (source, mpp): (&dyn CropSource, f64) =
+        match (&folder, folder_scale, &slides, &partly_labeled) {
+            (_, Some(mpp), _, Some(p)) => (p, mpp),
+            (Some(f), Some(mpp), _, None) => (f, mpp),
+            (_, _, Some(s), _) => (s, s.scale()),
+            _ => unreachable!("one data source is always built"),
+        };
     let data = &Interruptible {
         data: source,
         cancel,

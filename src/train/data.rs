@@ -57,6 +57,18 @@ pub struct Batch {
     /// crop comes from, for methods that calibrate the stain; `None` when the source does
     /// not know it.
     pub hematoxylin_cuts: Option<Vec<f64>>,
+    /// Labeled sub-images drawn beside the crops, when a label-free method also learns
+    /// from a few masks (`train --method self-training --labeled-fraction`).
+    pub labeled: Option<LabeledCrops>,
+}
+
+/// Sub-images with their true masks: `images` B×3×S×S f32 in [0, 1], `masks` B×1×S×S f32
+/// in {0,1}, and the hematoxylin cut of the image each comes from.
+#[derive(Debug)]
+pub struct LabeledCrops {
+    pub images: Tensor,
+    pub masks: Tensor,
+    pub hematoxylin_cuts: Vec<f64>,
 }
 
 /// A stream of training crops. An epoch is `epoch_len` crops; the trainer asks for them in
@@ -102,6 +114,11 @@ impl FolderImage {
             mask,
             hematoxylin_cut,
         }
+    }
+
+    /// The whole image's hematoxylin cut, which its crops are calibrated by.
+    pub fn hematoxylin_cut(&self) -> f64 {
+        self.hematoxylin_cut
     }
 
     /// The same image without its mask.
@@ -327,6 +344,7 @@ impl CropSource for LabeledFolder {
             images: to_unit(&Tensor::stack(&images, 0), device),
             masks,
             hematoxylin_cuts: Some(cuts),
+            labeled: None,
         })
     }
 }

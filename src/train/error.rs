@@ -12,7 +12,7 @@ pub enum TrainError {
     Config(String),
     #[error("the {0:?} method needs labeled images (images/ with masks/); pass a validation set")]
     NeedsLabels(Method),
-    #[error("the supervised baseline needs a mask for every training crop; {0}")]
+    #[error("{0}")]
     NeedsMasks(String),
     #[error("{path}: cannot write: {source}")]
     Io {

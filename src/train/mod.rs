@@ -14,6 +14,7 @@ mod error;
 pub mod label_free;
 mod loss;
 mod metrics;
+mod partly_labeled;
 mod patches;
 mod run;
 mod sampler;
@@ -30,10 +31,13 @@ mod validate;
 pub use checkpoint::{has_checkpoint, steps_done};
 pub use config::{Method, SamplerKind, Similarity, TrainConfig};
 pub use curves::draw_curves;
-pub use data::{Batch, CropSource, DataError, FolderImage, Labeled, LabeledFolder, LabeledSet};
+pub use data::{
+    Batch, CropSource, DataError, FolderImage, Labeled, LabeledCrops, LabeledFolder, LabeledSet,
+};
 pub use error::TrainError;
 pub use loss::{contrastive_loss, similarity_matrix, LossParts};
 pub use metrics::{read_metrics, EpochMetrics, MetricsCsv, RecordedEpoch};
+pub use partly_labeled::PartlyLabeled;
 pub use patches::attended_patches;
 pub use run::{
     train, Best, LabelFreeChoice, LabelFreeRule, Progress, TrainSummary, CONFIDENCE_THRESHOLD,

@@ -56,16 +56,57 @@ pub fn self_training_loss(
     step: u64,
 ) -> Tensor {
     let teacher = tch::no_grad(|| stain_targets(images, TEACHER_SIGMA_PX, IGNORE_BAND));
-    // One generator per step: the same run draws the same views, also after a resume.
+    view_loss(
+        student,
+        images,
+        &teacher.target,
+        &teacher.weight,
+        &mut step_rng(seed, step, 0),
+    )
+}
+
+/// The student's loss on calibrated labeled sub-images (B×3×S×S) and their true masks
+/// (B×1×S×S in {0,1}): binary cross-entropy over every pixel, the student seeing the same
+/// kind of view as of the crops (drawn from a stream of its own).
+pub fn labeled_loss(
+    student: &ConfidenceNet,
+    images: &Tensor,
+    masks: &Tensor,
+    seed: u64,
+    step: u64,
+) -> Tensor {
+    view_loss(
+        student,
+        images,
+        masks,
+        &masks.ones_like(),
+        &mut step_rng(seed, step, 1),
+    )
+}
+
+/// One generator per step and `stream`: the same run draws the same views, also after a
+/// resume, and the labeled views do not shift the crops' draws.
+fn step_rng(seed: u64, step: u64, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    rng.set_stream(stream);
+    rng
+}
+
+/// Weighted binary cross-entropy of the student on a turned, flipped, stain-jittered view
+/// of square `images` against `target` and `weight` moved with the same geometry, per unit
+/// of weight.
+fn view_loss(
+    student: &ConfidenceNet,
+    images: &Tensor,
+    target: &Tensor,
+    weight: &Tensor,
+    rng: &mut ChaCha8Rng,
+) -> Tensor {
     let (b, _, side, _) = images.size4().expect("B×3×H×W crops");
-    // The crop stream's crops are square; the window is the whole crop, turned.
-    let geometry = geometric(b as usize, side, side, images.device(), &mut rng);
-    let view = stain_jitter(&geometry.apply(images, false), &mut rng);
-    let (target, weight) = (
-        geometry.apply(&teacher.target, true),
-        geometry.apply(&teacher.weight, true),
-    );
+    // Crops and sub-images are square; the window is the whole of each, turned.
+    let geometry = geometric(b as usize, side, side, images.device(), rng);
+    let view = stain_jitter(&geometry.apply(images, false), rng);
+    let (target, weight) = (geometry.apply(target, true), geometry.apply(weight, true));
     let per_pixel =
         student
             .forward_t(&view, true)

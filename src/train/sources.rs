@@ -213,6 +213,7 @@ impl CropSource for SlideCrops {
             images,
             masks: None,
             hematoxylin_cuts: crops.iter().map(|c| c.hematoxylin_cut).collect(),
+            labeled: None,
         })
     }
 }

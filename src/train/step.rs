@@ -12,7 +12,7 @@ use super::label_free::hematoxylin_masks;
 use super::loss::{contrastive_loss, LossParts};
 use super::patches::attended_patches;
 use super::sampler::{sample_patches, CandidateGrid};
-use super::self_training::{self_training_loss, stain_calibration_of, AVERAGE_FROM};
+use super::self_training::{labeled_loss, self_training_loss, stain_calibration_of, AVERAGE_FROM};
 use crate::model::{ConfidenceNet, StainCalibration};
 use crate::stain::calibrate_to;
 
@@ -180,7 +180,11 @@ impl Trainer {
             }
             Method::Supervised => {
                 let masks = batch.masks.as_ref().ok_or_else(|| {
-                    TrainError::NeedsMasks("the crop source returned crops without masks".into())
+                    TrainError::NeedsMasks(
+                        "the supervised baseline needs a mask for every training crop; the crop \
+                         source returned crops without masks"
+                            .into(),
+                    )
                 })?;
                 (self.cross_entropy(&batch.images, masks), None, None)
             }
@@ -193,8 +197,17 @@ impl Trainer {
             }
             Method::SelfTraining => {
                 let images = self.calibrated(&batch.images, batch.hematoxylin_cuts.as_deref());
-                let loss =
-                    self_training_loss(&self.net, &images, self.config.seed, self.optimizer.steps);
+                let (seed, step) = (self.config.seed, self.optimizer.steps);
+                let teacher = self_training_loss(&self.net, &images, seed, step);
+                let loss = match &batch.labeled {
+                    // A separate forward pass: sub-images and crops differ in size.
+                    Some(labeled) => {
+                        let cuts = Some(&labeled.hematoxylin_cuts[..]);
+                        let images = self.calibrated(&labeled.images, cuts);
+                        teacher + labeled_loss(&self.net, &images, &labeled.masks, seed, step)
+                    }
+                    None => teacher,
+                };
                 (loss, None, None)
             }
             Method::Threshold | Method::Cdcl => {
@@ -244,6 +257,39 @@ mod tests {
             .filter(|t| t.is_floating_point())
             .flat_map(|t| Vec::<f64>::try_from(t.to_kind(Kind::Double).view([-1])).unwrap())
             .collect()
+    }
+
+    /// With labeled sub-images beside the crops, the self-training step adds their loss to
+    /// the teacher's: the same network on the same crops reports a larger loss.
+    #[test]
+    fn self_training_adds_the_loss_of_labeled_sub_images() {
+        let _rng = crate::test_support::torch_rng();
+        let config = TrainConfig::defaults_for(Method::SelfTraining);
+        let images = Tensor::rand([2, 3, 32, 32], (Kind::Float, tch::Device::Cpu));
+        let batch = |labeled| Batch {
+            images: images.shallow_clone(),
+            masks: None,
+            hematoxylin_cuts: Some(vec![0.05, 0.05]),
+            labeled,
+        };
+        let loss_of = |batch: &Batch| {
+            tch::manual_seed(1);
+            match Trainer::new(&config).unwrap().step(batch).unwrap() {
+                StepOutcome::Updated { loss, .. } => loss,
+                StepOutcome::Skipped => panic!("self-training never skips"),
+            }
+        };
+        let without = loss_of(&batch(None));
+        let with = loss_of(&batch(Some(crate::train::data::LabeledCrops {
+            images: Tensor::rand([2, 3, 24, 24], (Kind::Float, tch::Device::Cpu)),
+            masks: Tensor::ones([2, 1, 24, 24], (Kind::Float, tch::Device::Cpu)),
+            hematoxylin_cuts: vec![0.05, 0.05],
+        })));
+        assert!(without.is_finite() && without > 0.0);
+        assert!(
+            with > without + 1e-3,
+            "with labels {with}, without {without}"
+        );
     }
 
     /// Four epochs average from epoch 2: the average copies the network after epochs 0

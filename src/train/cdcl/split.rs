@@ -80,7 +80,8 @@ impl<'a> LabeledTiles<'a> {
         }
         if tiles.is_empty() {
             return Err(TrainError::NeedsMasks(format!(
-                "{}: no image has a mask under masks/; semi-supervised training needs a few",
+                "{}: no image has a mask under masks/ (<stem>.png, 0 background, 255 nuclei); \
+                 --labeled-fraction needs a few",
                 folder.root().display()
             )));
         }
@@ -103,6 +104,20 @@ impl<'a> LabeledTiles<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.tiles.is_empty()
+    }
+
+    /// Side of the sub-images, px.
+    pub fn side(&self) -> u32 {
+        self.side as u32
+    }
+
+    /// The hematoxylin cut of the image each of sub-images `indices` (modulo the count) is
+    /// cut from: what [`Self::batch`]'s images are calibrated by.
+    pub fn hematoxylin_cuts(&self, indices: &[usize]) -> Vec<f64> {
+        indices
+            .iter()
+            .map(|&i| self.folder.items()[self.tiles[i % self.tiles.len()].image].hematoxylin_cut())
+            .collect()
     }
 
     /// Sub-images `indices` (taken modulo the count) as B×3×S×S f32 in [0, 1] and their
