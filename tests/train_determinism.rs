@@ -178,6 +178,10 @@ fn a_run_resumes_only_with_its_own_settings() {
         err.to_string().contains("config.json") && err.to_string().contains("same flags"),
         "{err}"
     );
+    // The same settings on other data (here more images) are another run too.
+    let more = common::disks(8, 64, 6, 10, 12);
+    let err = train(&config(5, 3), &more, None, dir.path(), true, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("same flags"), "{err}");
 }
 
 #[test]

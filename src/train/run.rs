@@ -60,13 +60,23 @@ pub(super) fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
-/// A run continues only with the settings it was started with (`config.json`), on any device.
-fn check_same_config(run_dir: &Path, config: &TrainConfig) -> Result<(), TrainError> {
+/// What `config.json` records of a run: its trainer settings and the data it learns from
+/// (the crop source's description: folder and image count, labeled sub-images, slides).
+#[derive(Serialize)]
+struct RunRecord<'a> {
+    #[serde(flatten)]
+    config: &'a TrainConfig,
+    data: String,
+}
+
+/// A run continues only with the settings and data it was started with (`config.json`), on
+/// any device.
+fn check_same_config(run_dir: &Path, record: &RunRecord<'_>) -> Result<(), TrainError> {
     let path = run_dir.join("config.json");
     let recorded: Option<serde_json::Value> = std::fs::read_to_string(&path)
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
-    let current = serde_json::to_value(config).expect("config serialises");
+    let current = serde_json::to_value(record).expect("config serialises");
     match recorded {
         Some(recorded) if run_identity(&recorded) == run_identity(&current) => Ok(()),
         _ => Err(TrainError::Config(format!(
@@ -99,10 +109,14 @@ pub fn train(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<TrainSummary, TrainError> {
     config.check()?;
+    let record = RunRecord {
+        config,
+        data: data.describe(),
+    };
     if resume && checkpoint::has_checkpoint(run_dir) {
-        check_same_config(run_dir, config)?;
+        check_same_config(run_dir, &record)?;
     }
-    create_run_dir(run_dir, config)?;
+    create_run_dir(run_dir, &record)?;
     let start = Instant::now();
     let stain_calibration = stain_calibration_of(config.method);
     let card = |channels: usize| ModelCard {
