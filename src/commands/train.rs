@@ -521,8 +521,9 @@ pub fn run(args: &TrainArgs, show_progress: bool, cancel: &CancelToken) -> anyho
             cancel,
         )?),
     };
+    // Checked above: with a labeled fraction, self-training reads an image folder.
     let partly_labeled = match (&folder, args.labeled_fraction) {
-        (Some(f), Some(fraction)) => Some(PartlyLabeled {
+        (Some(f), Some(fraction)) if args.learns_from_a_few_masks() => Some(PartlyLabeled {
             crops: f,
             tiles: LabeledTiles::choose(f, args.tile, fraction, args.split_seed)?,
         }),

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::Device;
 
 use super::cdcl::LabeledTiles;
-use super::data::{Batch, CropSource, DataError, LabeledCrops};
+use super::data::{Batch, CropSource, DataError};
 
 /// `crops` with labeled sub-images from `tiles` added to every batch.
 pub struct PartlyLabeled<'a> {
@@ -52,12 +52,7 @@ impl CropSource for PartlyLabeled<'_> {
             .iter()
             .map(|_| rng.random_range(0..self.tiles.len()))
             .collect();
-        let (images, masks) = self.tiles.batch(&picks, device);
-        batch.labeled = Some(LabeledCrops {
-            images,
-            masks,
-            hematoxylin_cuts: self.tiles.hematoxylin_cuts(&picks),
-        });
+        batch.labeled = Some(self.tiles.batch(&picks, device));
         Ok(batch)
     }
 }

@@ -21,7 +21,7 @@ use crate::model::{
     UNET_ALIGN,
 };
 use crate::train::curves::draw_curves;
-use crate::train::data::{CropSource, DataError, LabeledFolder, LabeledSet};
+use crate::train::data::{CropSource, DataError, LabeledCrops, LabeledFolder, LabeledSet};
 use crate::train::ema::ema_update;
 use crate::train::error::TrainError;
 use crate::train::metrics::EpochMetrics;
@@ -390,7 +390,11 @@ pub fn train_semi(
             }
             lr = poly_lr(config.lr, step, total_steps);
             model.optimizer.set_lr(lr);
-            let (tiles, masks) = labeled.batch(
+            let LabeledCrops {
+                images: tiles,
+                masks,
+                ..
+            } = labeled.batch(
                 &labeled_deck.draw(config.labeled_batch, &mut rng),
                 config.device,
             );

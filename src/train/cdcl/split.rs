@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use crate::train::data::{DataError, LabeledFolder};
+use crate::train::data::{DataError, LabeledCrops, LabeledFolder};
 use crate::train::error::TrainError;
 
 /// Parses a label fraction written as `1/8`, `0.125` or `12.5%`.
@@ -111,24 +111,18 @@ impl<'a> LabeledTiles<'a> {
         self.side as u32
     }
 
-    /// The hematoxylin cut of the image each of sub-images `indices` (modulo the count) is
-    /// cut from: what [`Self::batch`]'s images are calibrated by.
-    pub fn hematoxylin_cuts(&self, indices: &[usize]) -> Vec<f64> {
-        indices
-            .iter()
-            .map(|&i| self.folder.items()[self.tiles[i % self.tiles.len()].image].hematoxylin_cut())
-            .collect()
-    }
-
-    /// Sub-images `indices` (taken modulo the count) as B×3×S×S f32 in [0, 1] and their
-    /// masks as B×1×S×S f32 in {0,1}, on `device`.
-    pub fn batch(&self, indices: &[usize], device: Device) -> (Tensor, Tensor) {
+    /// Sub-images `indices` (taken modulo the count) as B×3×S×S f32 in [0, 1], their masks
+    /// as B×1×S×S f32 in {0,1}, on `device`, and the hematoxylin cut of the image each is
+    /// cut from (what a stain-calibrating method calibrates them by).
+    pub fn batch(&self, indices: &[usize], device: Device) -> LabeledCrops {
+        let mut hematoxylin_cuts = Vec::with_capacity(indices.len());
         let (images, masks): (Vec<Tensor>, Vec<Tensor>) = indices
             .iter()
             .map(|&i| {
                 let tile = self.tiles[i % self.tiles.len()];
                 let item = &self.folder.items()[tile.image];
                 let mask = item.mask.as_ref().expect("only masked images are tiled");
+                hematoxylin_cuts.push(item.hematoxylin_cut());
                 (
                     item.image
                         .narrow(1, tile.y, self.side)
@@ -140,7 +134,11 @@ impl<'a> LabeledTiles<'a> {
             })
             .unzip();
         let float = |t: Vec<Tensor>| Tensor::stack(&t, 0).to_device(device).to_kind(Kind::Float);
-        (float(images) / 255.0, float(masks))
+        LabeledCrops {
+            images: float(images) / 255.0,
+            masks: float(masks),
+            hematoxylin_cuts,
+        }
     }
 }
 
