@@ -173,12 +173,14 @@ fn main() -> anyhow::Result<()> {
     let defaults = SeparationParams::default();
     println!(
         "{} images with instance maps in {data}, {:.1} Mpx; watershed: σ {} px, h {} px, \
-         min area {} px",
+         min area {} px; objects above {} px again at h {} px",
         images.len(),
         pixels as f64 / 1e6,
         defaults.sigma_px,
         defaults.h_px,
-        defaults.min_area_px
+        defaults.min_area_px,
+        defaults.large_area_px,
+        defaults.large_h_px
     );
     println!();
     println!("| mask | objects | AJI | F1 | PQ | predicted/true objects |");
@@ -223,6 +225,27 @@ fn main() -> anyhow::Result<()> {
                 format!("min area {min_area_px} px"),
                 SeparationParams {
                     min_area_px,
+                    ..defaults
+                },
+            ));
+        }
+        for large_area_px in [1000, 1440, 2000, u32::MAX] {
+            variants.push((
+                match large_area_px {
+                    u32::MAX => "no large-object pass".to_string(),
+                    px => format!("large area {px} px"),
+                },
+                SeparationParams {
+                    large_area_px,
+                    ..defaults
+                },
+            ));
+        }
+        for large_h_px in [0.1, 0.2, 0.3] {
+            variants.push((
+                format!("large-object h {large_h_px} px"),
+                SeparationParams {
+                    large_h_px,
                     ..defaults
                 },
             ));
