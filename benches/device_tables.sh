@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# GPU numbers for the trainer (issue 4) on a lent device machine, which has PyTorch's CUDA
+# GPU numbers for the trainers (issues 4 and 23) on a lent device machine, which has PyTorch's CUDA
 # libtorch but no Rust toolchain, no OpenSlide and no ../shared. Two halves:
 #
 #   benches/device_tables.sh stage
 #       here: builds the release binary and the train_steps bench, strips them, and puts them
-#       with libopenslide and MoNuSeg into .device-stage/ (git-ignored, ~58 MiB: the device
-#       tool carries 64 MiB). The images travel as lossless WebP (41 MB instead of 67 MB of
-#       TIFF) with an MD5 of each image's pixels.
+#       with libopenslide and MoNuSeg (masks and instance maps) into .device-stage/
+#       (git-ignored, ~59 MiB: the device tool carries 64 MiB). The images travel as
+#       lossless WebP (41 MB instead of 67 MB of TIFF) with an MD5 of each image's pixels.
 #   benches/device_tables.sh run BUDGET_S STEP...
 #       on the device machine (carry .device-stage): decodes the images back (Pillow), checks
 #       every MD5, then runs the STEPs within BUDGET_S seconds and leaves everything it trained
@@ -16,6 +16,8 @@
 #                      validation, time to best epoch
 #         contrastive  the 10-seed × 300-epoch table, 5 jobs of 2 seeds sharing the GPU
 #         hematoxylin  the same for --method hematoxylin
+#         self-training  the default method (issue 23: ≤ 60 s a seed on the H100), seeds 0-2
+#                      one after another, each timed, then scored by `eval` on the GPU
 #       A step cut off by the budget stops cleanly at an epoch boundary. To go on, copy the
 #       last results.tar.gz to .device-stage/ and run the same steps again: finished seeds
 #       are kept, unfinished ones resume.
@@ -34,7 +36,7 @@ stage_files() {
     cp "$(ls -t "$target"/deps/train_steps-* | grep -v '\.d$' | head -1)" "$stage/bin/train_steps"
     strip "$stage"/bin/*
     cp -L .deps/openslide/lib/libopenslide.so.1 "$stage/lib/"
-    cp -r "$monuseg/masks" "$stage/monuseg/"
+    cp -r "$monuseg/masks" "$monuseg/instances" "$stage/monuseg/"
     : >"$stage/monuseg/md5.txt"
     local image stem raw
     raw=$(mktemp --suffix .raw)
@@ -56,7 +58,8 @@ import numpy as np
 from PIL import Image
 src, dst = sys.argv[1:]
 os.makedirs(f"{dst}/images", exist_ok=True)
-shutil.copytree(f"{src}/masks", f"{dst}/masks", dirs_exist_ok=True)
+for labels in ("masks", "instances"):
+    shutil.copytree(f"{src}/{labels}", f"{dst}/{labels}", dirs_exist_ok=True)
 for line in open(f"{src}/md5.txt"):
     md5, stem = line.split()
     pixels = np.asarray(Image.open(f"{src}/webp/{stem}.webp").convert("RGB"))
@@ -109,7 +112,19 @@ run_steps() {
                 --resume --out $runs/solo-contrastive 2>&1 | tail -3
             ;;
         contrastive | hematoxylin) table "$step" ;;
-        *) echo "unknown step $step (bench, solo, contrastive, hematoxylin)" >&2 ;;
+        self-training)
+            local seed start
+            for seed in 0 1 2; do
+                start=$SECONDS
+                timeout -s INT $(($(left) - 20)) $ss -q train --data $data --mpp 0.25 \
+                    --device cuda --seed $seed --resume --out $runs/st-$seed 2>&1 | tail -2
+                echo "self-training seed $seed: $((SECONDS - start)) s wall, validation included"
+                # The means: pixel scores, then the objects of the 13 instance maps.
+                $ss -q eval --model $runs/st-$seed --data $data --mpp 0.25 --device cuda 2>&1 |
+                    sed -n '2,4p;7,9p'
+            done
+            ;;
+        *) echo "unknown step $step (bench, solo, contrastive, hematoxylin, self-training)" >&2 ;;
         esac
         save
     done
@@ -120,7 +135,7 @@ case ${1:-} in
 stage) stage_files ;;
 run) shift && run_steps "$@" ;;
 *)
-    sed -n '2,21p' "$0"
+    sed -n '2,23p' "$0"
     exit 2
     ;;
 esac
