@@ -33,7 +33,7 @@ done
 
 step "train (short): label-free self-training on tissue crops of both slides"
 rm -rf "$out/run"
-"$bin" train --data "$out/synthetic.tif" "$real" --epochs 10 --epoch-crops 30 --device auto \
+"$bin" train --data "$out/synthetic.tif" "$real" --epochs 20 --epoch-crops 30 --device auto \
     --out "$out/run"
 
 step "segment the real slide with the model (pyramidal TIFF mask, overlay, GeoJSON)"
