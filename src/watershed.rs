@@ -88,8 +88,9 @@ pub struct SeparationParams {
     /// MoNuSeg nuclei (~31 µm²): a blob that large is almost always nuclei that touch along
     /// a wide front, whose neck is too shallow for `h_px`, while a dent that shallow in a
     /// nucleus-sized object is mostly a ragged outline. On the 13 MoNuSeg instance maps it
-    /// lifts the shipped model's AJI by 0.013 and the stain cut's F1 by 0.03, and leaves the
-    /// true masks within 0.002 (docs/benchmarks.md#nuclei-as-objects).
+    /// lifts the shipped seeds' AJI by 0.010–0.013 and the smoothed stain cut's by 0.007,
+    /// and moves the true masks' scores by at most 0.001
+    /// (docs/benchmarks.md#nuclei-as-objects).
     pub large_area_px: u32,
     /// The marker depth for objects above [`Self::large_area_px`], px (> 0; at most
     /// `h_px` to have any effect). Default 0.2 px = 0.05 µm at 0.25 µm/px.
