@@ -77,7 +77,9 @@ pub struct Component {
     pub pixels: Option<Pixels>,
 }
 
-/// Values measured at each pixel besides the mask, as rows in the mask's layout.
+/// Values measured at each foreground pixel besides the mask, in raster order: the values
+/// of rows hold one entry per nonzero mask pixel, so their memory follows the nuclei, not
+/// the slide's width.
 #[derive(Debug, Clone, Copy)]
 pub struct RowValues<'a> {
     /// The model's nucleus score, quantised (see [`super::pixel_values`]).
@@ -223,17 +225,24 @@ impl ComponentTracker {
             rows.len()
         );
         let keeps_values = self.options.pixels && self.options.values;
+        let values = values.filter(|_| keeps_values);
         if keeps_values {
             let v = values.expect("the tracker keeps values: push them with the rows");
+            let foreground = rows.iter().filter(|&&m| m != 0).count();
             assert!(
-                v.score.len() == rows.len() && v.hematoxylin.len() == rows.len(),
-                "values do not cover the rows"
+                v.score.len() == foreground && v.hematoxylin.len() == foreground,
+                "values do not cover the rows' {foreground} foreground pixels"
             );
         }
-        for (i, row) in rows.chunks_exact(width).enumerate() {
-            let row_values = values.filter(|_| keeps_values).map(|v| RowValues {
-                score: &v.score[i * width..][..width],
-                hematoxylin: &v.hematoxylin[i * width..][..width],
+        let mut at = 0;
+        for row in rows.chunks_exact(width) {
+            let row_values = values.map(|v| {
+                let n = row.iter().filter(|&&m| m != 0).count();
+                at += n;
+                RowValues {
+                    score: &v.score[at - n..at],
+                    hematoxylin: &v.hematoxylin[at - n..at],
+                }
             });
             self.push_row(row, row_values);
         }
@@ -284,6 +293,8 @@ impl ComponentTracker {
         // finds every touching run. 8-connectivity: [a, b) touches [s, e) of the next
         // row when a <= e and b >= s.
         let mut first = 0;
+        // Values of the row's foreground pixels, consumed run by run from the left.
+        let mut rest = values;
         for &span in &spans {
             while first < self.prev_spans.len() && self.prev_spans[first].x1 < span.x0 {
                 first += 1;
@@ -299,7 +310,17 @@ impl ComponentTracker {
                 k += 1;
             }
             let label = label.unwrap_or_else(|| self.new_slot(y));
-            self.add_span(label, y, span, values);
+            let len = (span.x1 - span.x0) as usize;
+            let span_values = rest.map(|v| {
+                let (score, later_score) = v.score.split_at(len);
+                let (hematoxylin, later_hematoxylin) = v.hematoxylin.split_at(len);
+                rest = Some(RowValues {
+                    score: later_score,
+                    hematoxylin: later_hematoxylin,
+                });
+                RowValues { score, hematoxylin }
+            });
+            self.add_span(label, y, span, span_values);
             labels.push(label);
         }
         // Later runs of this row may have merged the roots of earlier ones.
@@ -355,6 +376,7 @@ impl ComponentTracker {
         }
     }
 
+    /// Adds `span` of row `y` to component `label`, with the values of its pixels.
     fn add_span(&mut self, label: u32, y: u64, span: Span, values: Option<RowValues<'_>>) {
         let open = &mut self.slots[label as usize];
         let len = u64::from(span.x1 - span.x0);
@@ -372,7 +394,6 @@ impl ComponentTracker {
                 self.stored_runs -= pixels.runs.len();
             }
         } else if let Some(pixels) = &mut open.pixels {
-            let (x0, x1) = (span.x0 as usize, span.x1 as usize);
             pixels.runs.push(Run {
                 y,
                 x0: span.x0,
@@ -380,10 +401,8 @@ impl ComponentTracker {
                 at: pixels.score.len(),
             });
             if let Some(values) = values {
-                pixels.score.extend_from_slice(&values.score[x0..x1]);
-                pixels
-                    .hematoxylin
-                    .extend_from_slice(&values.hematoxylin[x0..x1]);
+                pixels.score.extend_from_slice(values.score);
+                pixels.hematoxylin.extend_from_slice(values.hematoxylin);
             }
             self.stored_runs += 1;
         }
@@ -623,6 +642,7 @@ pub fn exterior_ring(runs: &[Run]) -> Vec<Vertex> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segment::pixel_values::CoreValues;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use std::time::{Duration, Instant};
@@ -1113,8 +1133,6 @@ mod tests {
             }
         }
         comb[(h - 1) * w..].fill(1);
-        let score: Vec<u8> = (0..w * h).map(|i| (i % w) as u8).collect();
-        let hematoxylin: Vec<u16> = (0..w * h).map(|i| (i / w) as u16).collect();
         let mut tracker = ComponentTracker::new(
             w as u32,
             TrackerOptions {
@@ -1123,11 +1141,13 @@ mod tests {
             },
         );
         for (y0, y1) in [(0, 3), (3, 4), (4, h)] {
+            let rows = &comb[y0 * w..y1 * w];
+            let values = CoreValues::coordinates(rows, w, y0);
             tracker.push_rows(
-                &comb[y0 * w..y1 * w],
+                rows,
                 Some(RowValues {
-                    score: &score[y0 * w..y1 * w],
-                    hematoxylin: &hematoxylin[y0 * w..y1 * w],
+                    score: &values.score,
+                    hematoxylin: &values.hematoxylin,
                 }),
             );
         }

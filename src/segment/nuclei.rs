@@ -220,6 +220,7 @@ fn split_pixels(
 mod tests {
     use super::*;
     use crate::segment::components::{ComponentTracker, RowValues, TrackerOptions};
+    use crate::segment::pixel_values::CoreValues;
 
     /// The components of a `w`-wide mask, with values: score = x, hematoxylin = y.
     fn components(mask: &[u8], w: usize) -> Vec<Component> {
@@ -232,13 +233,12 @@ mod tests {
                 min_area: 0,
             },
         );
-        let score: Vec<u8> = (0..mask.len()).map(|i| (i % w) as u8).collect();
-        let hematoxylin: Vec<u16> = (0..mask.len()).map(|i| (i / w) as u16).collect();
+        let values = CoreValues::coordinates(mask, w, 0);
         tracker.push_rows(
             mask,
             Some(RowValues {
-                score: &score,
-                hematoxylin: &hematoxylin,
+                score: &values.score,
+                hematoxylin: &values.hematoxylin,
             }),
         );
         tracker.finish().1

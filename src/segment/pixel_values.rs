@@ -84,11 +84,27 @@ impl HematoxylinDensity {
     }
 }
 
-/// Values of a tile's core (row-major, the core's size), next to its mask.
+/// Values of the foreground pixels of a tile's core (or of a band of rows), in raster
+/// order, next to its mask: one entry per nonzero mask pixel.
 #[derive(Debug, Clone, Default)]
 pub struct CoreValues {
     pub score: Vec<u8>,
     pub hematoxylin: Vec<u16>,
+}
+
+impl CoreValues {
+    /// Test values that name their pixel: score = x (mod 256) and hematoxylin = y of every
+    /// foreground pixel of `mask` (`width` wide, its first row at `first_row`).
+    #[cfg(test)]
+    pub(crate) fn coordinates(mask: &[u8], width: usize, first_row: usize) -> Self {
+        let foreground = mask.iter().enumerate().filter(|&(_, &m)| m != 0);
+        Self {
+            score: foreground.clone().map(|(i, _)| (i % width) as u8).collect(),
+            hematoxylin: foreground
+                .map(|(i, _)| (first_row + i / width) as u16)
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -43,8 +43,8 @@ pub fn postprocess(
 }
 
 impl PostProcessing {
-    /// The final 0/255 mask of a tile's core, with the core's values when the tile has
-    /// them; `None` when it is all background.
+    /// The final 0/255 mask of a tile's core, with the values of its foreground pixels when
+    /// the tile has them; `None` when it is all background.
     fn core_mask(&self, item: TileItem) -> Option<CoreMask> {
         let foreground = item.foreground.as_ref()?;
         let window = item.window;
@@ -76,11 +76,20 @@ impl PostProcessing {
             .score
             .zip(item.hematoxylin)
             .map(|(score, hematoxylin)| {
+                // Only the nuclei's pixels are measured: keep theirs alone.
                 let score = score[dy * ww..]
                     .chunks_exact(ww)
                     .take(ch)
                     .flat_map(|row| &row[dx..dx + cw])
-                    .map(|&s| quantised_score(s))
+                    .zip(&mask)
+                    .filter(|&(_, &m)| m != 0)
+                    .map(|(&s, _)| quantised_score(s))
+                    .collect();
+                let hematoxylin = hematoxylin
+                    .iter()
+                    .zip(&mask)
+                    .filter(|&(_, &m)| m != 0)
+                    .map(|(&h, _)| h)
                     .collect();
                 CoreValues { score, hematoxylin }
             });
