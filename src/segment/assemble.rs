@@ -93,7 +93,7 @@ impl BandAssembler {
 
     /// Places `tile`'s core (`None`: all background). Returns the band once the last
     /// tile of its row is placed; tiles must come in row-major order.
-    pub fn place(&mut self, tile: &Tile, core: Option<&CoreMask>) -> Option<Band<'_>> {
+    pub fn place(&mut self, tile: &Tile, core: Option<CoreMask>) -> Option<Band<'_>> {
         assert_eq!(
             tile.index.col, self.placed,
             "tiles must arrive in row-major order"
@@ -108,13 +108,13 @@ impl BandAssembler {
             &mut self.band,
             self.width,
             x,
-            core.map(|c| &c.mask[..]),
+            core.as_ref().map(|c| &c.mask[..]),
             w,
             h,
         );
         if let Some(values) = &mut self.values {
-            if let Some(core_values) = core.and_then(|c| c.values.as_ref()) {
-                values.tiles.push((x, w, core_values.clone()));
+            if let Some(core_values) = core.and_then(|c| c.values) {
+                values.tiles.push((x, w, core_values));
             }
         }
         self.placed += 1;
@@ -267,7 +267,7 @@ mod tests {
                 mask,
                 values: Some(values),
             };
-            if let Some(band) = assembler.place(&tile, Some(&core_mask)) {
+            if let Some(band) = assembler.place(&tile, Some(core_mask)) {
                 let want = CoreValues::coordinates(band.rows, 5, band.y as usize);
                 let values = band.values.unwrap();
                 assert_eq!(values.score, &want.score[..]);

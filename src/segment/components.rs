@@ -88,6 +88,18 @@ pub struct RowValues<'a> {
     pub hematoxylin: &'a [u16],
 }
 
+impl<'a> RowValues<'a> {
+    /// The first `n` values, which no longer belong to `self`.
+    fn take_front(&mut self, n: u32) -> Self {
+        let n = n as usize;
+        let (score, score_rest) = self.score.split_at(n);
+        let (hematoxylin, hematoxylin_rest) = self.hematoxylin.split_at(n);
+        self.score = score_rest;
+        self.hematoxylin = hematoxylin_rest;
+        RowValues { score, hematoxylin }
+    }
+}
+
 /// A foreground run `[x0, x1)` of row `y`; its pixels' values start at `at` in the value
 /// lists of the [`Pixels`] it belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,11 +224,11 @@ impl ComponentTracker {
     }
 
     /// Feeds whole rows (row-major, `width` bytes each, nonzero = foreground), with the
-    /// values of their pixels when the tracker keeps values.
+    /// values of their foreground pixels when the tracker keeps values.
     ///
     /// # Panics
-    /// If `rows.len()` is not a multiple of the width, or `values` is missing (or its
-    /// rows are not `rows`'s size) while the tracker keeps values.
+    /// If `rows.len()` is not a multiple of the width, or `values` is missing (or does not
+    /// hold one entry per foreground pixel) while the tracker keeps values.
     pub fn push_rows(&mut self, rows: &[u8], values: Option<RowValues<'_>>) {
         let width = self.width as usize;
         assert!(
@@ -234,17 +246,10 @@ impl ComponentTracker {
                 "values do not cover the rows' {foreground} foreground pixels"
             );
         }
-        let mut at = 0;
+        // Runs take their values from the front, row after row, in raster order.
+        let mut rest = values;
         for row in rows.chunks_exact(width) {
-            let row_values = values.map(|v| {
-                let n = row.iter().filter(|&&m| m != 0).count();
-                at += n;
-                RowValues {
-                    score: &v.score[at - n..at],
-                    hematoxylin: &v.hematoxylin[at - n..at],
-                }
-            });
-            self.push_row(row, row_values);
+            self.push_row(row, &mut rest);
         }
     }
 
@@ -281,7 +286,8 @@ impl ComponentTracker {
         (stats, self.finished)
     }
 
-    fn push_row(&mut self, row: &[u8], values: Option<RowValues<'_>>) {
+    /// Adds one row; its runs take their values off the front of `values`.
+    fn push_row(&mut self, row: &[u8], values: &mut Option<RowValues<'_>>) {
         let y = self.row;
         self.row += 1;
         let mut spans = std::mem::take(&mut self.cur_spans);
@@ -293,8 +299,6 @@ impl ComponentTracker {
         // finds every touching run. 8-connectivity: [a, b) touches [s, e) of the next
         // row when a <= e and b >= s.
         let mut first = 0;
-        // Values of the row's foreground pixels, consumed run by run from the left.
-        let mut rest = values;
         for &span in &spans {
             while first < self.prev_spans.len() && self.prev_spans[first].x1 < span.x0 {
                 first += 1;
@@ -310,16 +314,7 @@ impl ComponentTracker {
                 k += 1;
             }
             let label = label.unwrap_or_else(|| self.new_slot(y));
-            let len = (span.x1 - span.x0) as usize;
-            let span_values = rest.map(|v| {
-                let (score, later_score) = v.score.split_at(len);
-                let (hematoxylin, later_hematoxylin) = v.hematoxylin.split_at(len);
-                rest = Some(RowValues {
-                    score: later_score,
-                    hematoxylin: later_hematoxylin,
-                });
-                RowValues { score, hematoxylin }
-            });
+            let span_values = values.as_mut().map(|v| v.take_front(span.x1 - span.x0));
             self.add_span(label, y, span, span_values);
             labels.push(label);
         }

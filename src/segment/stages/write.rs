@@ -111,7 +111,7 @@ pub fn write(
         "write",
         cores,
         move |(tile, core): (Tile, Option<CoreMask>)| {
-            if let Some(band) = assembler.place(&tile, core.as_ref()) {
+            if let Some(band) = assembler.place(&tile, core) {
                 let mut guard = sink_outputs.lock().unwrap_or_else(PoisonError::into_inner);
                 let outputs = guard
                     .as_mut()
