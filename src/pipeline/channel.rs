@@ -185,8 +185,9 @@ impl<T> Iterator for Stream<T> {
             });
             match received {
                 Ok((seq, item)) => self.reorder.insert(seq, item),
-                // A producer that failed cancels before it drops its sender, so an end
-                // seen here after a cancel is that failure, not a complete input.
+                // A producer that failed cancels before it drops its sender (`spawn` sees
+                // to it), so an end seen here after a cancel is that failure, not a
+                // complete input.
                 Err(Stop::Ended) if !self.cancel.is_cancelled() => {
                     self.done = true;
                     return None;

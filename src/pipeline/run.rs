@@ -80,7 +80,7 @@ impl Pipeline {
     {
         let stats = self.add_stage(name, StageKind::Source, 1, Some(capacity));
         let (outlet, stream) = connect(capacity, Arc::clone(&stats), &self.cancel);
-        self.spawn(&stats, 0, move || produce(&mut Emitter::new(outlet)));
+        self.spawn(&stats, 0, Emitter::new(outlet), produce);
         stream
     }
 
@@ -127,8 +127,8 @@ impl Pipeline {
                 Arc::clone(&f),
             );
             let stats_for_worker = Arc::clone(&stats);
-            self.spawn(&stats, worker, move || {
-                map_worker(&intake, &tickets, &outlet, &*f, &stats_for_worker)
+            self.spawn(&stats, worker, outlet, move |outlet| {
+                map_worker(&intake, &tickets, outlet, &*f, &stats_for_worker)
             });
         }
         output
@@ -158,7 +158,9 @@ impl Pipeline {
         let stats = self.add_stage(name, StageKind::Transform, 1, Some(capacity));
         let (outlet, output) = connect(capacity, Arc::clone(&stats), &self.cancel);
         let input = input.consumed_by(Arc::clone(&stats));
-        self.spawn(&stats, 0, move || f(input, &mut Emitter::new(outlet)));
+        self.spawn(&stats, 0, Emitter::new(outlet), move |emitter| {
+            f(input, emitter)
+        });
         output
     }
 
@@ -170,7 +172,7 @@ impl Pipeline {
     {
         let stats = self.add_stage(name, StageKind::Sink, 1, None);
         let input = input.consumed_by(Arc::clone(&stats));
-        self.spawn(&stats, 0, move || {
+        self.spawn(&stats, 0, (), move |_| {
             for item in input {
                 consume(item?)?;
             }
@@ -223,19 +225,25 @@ impl Pipeline {
     }
 
     /// Runs `body` on a new thread; its error or panic becomes the run's error (if first).
-    fn spawn<F>(&mut self, stats: &Arc<StageStats>, worker: usize, body: F)
+    ///
+    /// `output` (the stage's sending end) is dropped only after that error is recorded:
+    /// the next stage must see the run cancelled before its input ends, or it would take
+    /// the end of a failed stage's output for a complete input.
+    fn spawn<K, F>(&mut self, stats: &Arc<StageStats>, worker: usize, output: K, body: F)
     where
-        F: FnOnce() -> Result<(), BoxError> + Send + 'static,
+        K: Send + 'static,
+        F: FnOnce(&mut K) -> Result<(), BoxError> + Send + 'static,
     {
         let cancel = self.cancel.clone();
         let stage_stats = Arc::clone(stats);
         let spawned = thread::Builder::new()
             .name(format!("{}/{}#{worker}", self.name, stats.name))
             .spawn(move || {
+                let mut output = output;
                 let started = Instant::now();
                 // The closure (and what it captured) is dropped inside, so a panic while
                 // dropping is caught too.
-                let outcome = panic::catch_unwind(AssertUnwindSafe(body));
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| body(&mut output)));
                 stage_stats.add_alive(started.elapsed());
                 let stage = stage_stats.name.clone();
                 match outcome {
@@ -250,6 +258,7 @@ impl Pipeline {
                         message: panic_message(&*payload),
                     }),
                 }
+                drop(output);
             });
         match spawned {
             Ok(handle) => self.threads.push(handle),
