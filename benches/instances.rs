@@ -173,14 +173,17 @@ fn main() -> anyhow::Result<()> {
     let defaults = SeparationParams::default();
     println!(
         "{} images with instance maps in {data}, {:.1} Mpx; watershed: σ {} px, h {} px, \
-         min area {} px; objects above {} px again at h {} px",
+         min area {} px; objects above {} px again at h {} px; concave cuts {} px deep into \
+         parts of {} px or more",
         images.len(),
         pixels as f64 / 1e6,
         defaults.sigma_px,
         defaults.h_px,
         defaults.min_area_px,
         defaults.large_area_px,
-        defaults.large_h_px
+        defaults.large_h_px,
+        defaults.cut_depth_px,
+        defaults.cut_min_part_px
     );
     println!();
     println!("| mask | objects | AJI | F1 | PQ | predicted/true objects |");
@@ -246,6 +249,27 @@ fn main() -> anyhow::Result<()> {
                 format!("large-object h {large_h_px} px"),
                 SeparationParams {
                     large_h_px,
+                    ..defaults
+                },
+            ));
+        }
+        for cut_min_part_px in [200, 300, 400, u32::MAX] {
+            variants.push((
+                match cut_min_part_px {
+                    u32::MAX => "no concave cuts".to_string(),
+                    px => format!("cut parts ≥ {px} px"),
+                },
+                SeparationParams {
+                    cut_min_part_px,
+                    ..defaults
+                },
+            ));
+        }
+        for cut_depth_px in [2.0, 3.0, 4.0] {
+            variants.push((
+                format!("cut depth {cut_depth_px} px"),
+                SeparationParams {
+                    cut_depth_px,
                     ..defaults
                 },
             ));

@@ -7,13 +7,14 @@
 //!
 //! `compare` makes a `size`² binary nuclei-like mask (a few tissue areas dotted with disks,
 //! mostly background), stores it once as raw bytes and, untimed, as a vips `.v` file, then
-//! times our writer streaming the raw file against `vips tiffsave ... --pyramid` for Deflate
-//! and LZW. `memory` writes a `mem-size`² mask generated on the fly in a child process and
-//! reports the child's peak RSS (VmHWM).
+//! times our writer streaming the raw file (as grey bytes, and as a binary mask held in
+//! bits) against `vips tiffsave ... --pyramid` for Deflate and LZW. `memory` writes a
+//! `mem-size`² mask generated on the fly in a child process, grey and binary, and reports
+//! the child's peak RSS (VmHWM).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use slidestream::tiff::{Compression, Downsample, PyramidOptions, PyramidWriter};
+use slidestream::tiff::{Channels, Compression, Downsample, PyramidOptions, PyramidWriter};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ use std::process::Command;
 use std::time::Instant;
 
 const TILE: u32 = 512;
+/// Rows per `write_rows` call in memory mode.
+const CHUNK_ROWS: u32 = 32;
 
 struct Args {
     size: u32,
@@ -28,7 +31,7 @@ struct Args {
     mode: String,
     repeat: u32,
     data: PathBuf,
-    child: Option<(u32, String)>,
+    child: Option<(u32, String, String)>,
 }
 
 fn parse_args() -> Args {
@@ -50,8 +53,10 @@ fn parse_args() -> Args {
             "--repeat" => args.repeat = value().parse().expect("--repeat N"),
             "--data" => args.data = value().into(),
             "--child-memory" => {
-                let size = value().parse().expect("--child-memory N COMPRESSION");
-                args.child = Some((size, value()));
+                let size = value()
+                    .parse()
+                    .expect("--child-memory N COMPRESSION CHANNELS");
+                args.child = Some((size, value(), value()));
             }
             // `cargo bench` passes --bench; filters and other harness flags mean nothing here.
             _ => {}
@@ -63,8 +68,8 @@ fn parse_args() -> Args {
 fn main() {
     let args = parse_args();
     fs::create_dir_all(&args.data).expect("create bench data directory");
-    if let Some((size, compression)) = &args.child {
-        memory_child(&args.data, *size, compression);
+    if let Some((size, compression, channels)) = &args.child {
+        memory_child(&args.data, *size, compression, channels);
         return;
     }
     println!(
@@ -190,9 +195,10 @@ fn compare(args: &Args) {
         args.repeat
     );
     println!(
-        "{:<8} {:>9} {:>9} {:>7} {:>10} {:>10} {:>12} {:>12} {:>6}",
+        "{:<8} {:>9} {:>9} {:>9} {:>7} {:>10} {:>10} {:>12} {:>12} {:>6}",
         "codec",
         "ours s",
+        "bits s",
         "vips s",
         "ratio",
         "ours Mpx/s",
@@ -204,12 +210,18 @@ fn compare(args: &Args) {
     for (compression, vips_name) in [(Compression::Deflate, "deflate"), (Compression::Lzw, "lzw")] {
         let ours_out = args.data.join(format!("ours-{size}-{vips_name}.tif"));
         let vips_out = args.data.join(format!("vips-{size}-{vips_name}.tif"));
+        let bits_out = args.data.join(format!("bits-{size}-{vips_name}.tif"));
         let mut ours_best = f64::INFINITY;
+        let mut bits_best = f64::INFINITY;
         let mut vips_best = f64::INFINITY;
         for _ in 0..args.repeat {
             let start = Instant::now();
-            write_from_raw(&raw, size, compression, &ours_out);
+            write_from_raw(&raw, size, compression, Channels::Gray, &ours_out);
             ours_best = ours_best.min(start.elapsed().as_secs_f64());
+
+            let start = Instant::now();
+            write_from_raw(&raw, size, compression, Channels::Binary, &bits_out);
+            bits_best = bits_best.min(start.elapsed().as_secs_f64());
 
             let start = Instant::now();
             run_vips(&[
@@ -233,10 +245,15 @@ fn compare(args: &Args) {
             vips_best = vips_best.min(start.elapsed().as_secs_f64());
         }
         let len = |p: &Path| fs::metadata(p).unwrap().len();
+        assert!(
+            fs::read(&ours_out).unwrap() == fs::read(&bits_out).unwrap(),
+            "the binary mask's file differs from the grey one's"
+        );
         println!(
-            "{:<8} {:>9.2} {:>9.2} {:>7.2} {:>10.0} {:>10.0} {:>12} {:>12} {:>3}/{:<2}",
+            "{:<8} {:>9.2} {:>9.2} {:>9.2} {:>7.2} {:>10.0} {:>10.0} {:>12} {:>12} {:>3}/{:<2}",
             vips_name,
             ours_best,
+            bits_best,
             vips_best,
             ours_best / vips_best,
             mpx / ours_best,
@@ -249,10 +266,13 @@ fn compare(args: &Args) {
     }
 }
 
-fn write_from_raw(raw: &Path, size: u32, compression: Compression, out: &Path) {
+fn write_from_raw(raw: &Path, size: u32, compression: Compression, channels: Channels, out: &Path) {
     let options = PyramidOptions {
         compression,
+        channels,
         downsample: Downsample::Max,
+        // Fixed, so that the grey and binary files can be compared byte for byte.
+        date_time: Some(std::time::UNIX_EPOCH),
         mpp: Some((0.25, 0.25)),
         description: "slidestream benchmark mask".into(),
         ..PyramidOptions::default()
@@ -287,9 +307,14 @@ fn pages(path: &Path) -> String {
 }
 
 fn memory(args: &Args) {
-    for compression in ["deflate", "lzw"] {
+    for (compression, channels) in [("deflate", "gray"), ("deflate", "binary"), ("lzw", "gray")] {
         let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--child-memory", &args.mem_size.to_string(), compression])
+            .args([
+                "--child-memory",
+                &args.mem_size.to_string(),
+                compression,
+                channels,
+            ])
             .arg("--data")
             .arg(&args.data)
             .output()
@@ -304,7 +329,7 @@ fn memory(args: &Args) {
 }
 
 /// Streams a generated mask (never held whole) and prints its own peak RSS.
-fn memory_child(data: &Path, size: u32, compression: &str) {
+fn memory_child(data: &Path, size: u32, compression: &str, channels: &str) {
     // The process already holds the mapped libraries (libtorch alone is ~100 MB resident)
     // before the writer allocates anything; report it so the writer's share is visible.
     let baseline_kb = proc_status_kb("VmRSS:");
@@ -315,31 +340,35 @@ fn memory_child(data: &Path, size: u32, compression: &str) {
             "lzw" => Compression::Lzw,
             _ => Compression::Deflate,
         },
+        channels: match channels {
+            "binary" => Channels::Binary,
+            _ => Channels::Gray,
+        },
         ..PyramidOptions::default()
     };
-    let path = data.join(format!("mem-{size}-{compression}.tif"));
+    let path = data.join(format!("mem-{size}-{compression}-{channels}.tif"));
     let mut writer = PyramidWriter::create(&path, size, size, options).unwrap();
-    let mut buf = vec![0u8; size as usize * TILE as usize];
-    let mut y0 = 0;
-    while writer.rows_expected() > 0 {
-        let rows = writer.rows_expected();
-        let strip = &mut buf[..size as usize * rows as usize];
-        mask.rows(y0, rows, strip);
-        writer.write_tile_row(strip).unwrap();
-        y0 += rows;
+    // Rows come in small chunks, as `segment` hands them on: the writer buffers the tile
+    // row itself.
+    let mut buf = vec![0u8; size as usize * CHUNK_ROWS as usize];
+    for y0 in (0..size).step_by(CHUNK_ROWS as usize) {
+        let rows = CHUNK_ROWS.min(size - y0);
+        let chunk = &mut buf[..size as usize * rows as usize];
+        mask.rows(y0, rows, chunk);
+        writer.write_rows(chunk).unwrap();
     }
     writer.finish().unwrap();
     let peak_kb = proc_status_kb("VmHWM:");
     println!(
-        "memory mode {size}×{size} {compression}: peak RSS {} MB (process baseline before \
-         writing {} MB, so the writer and its input strip add {} MB), {:.1} s, {} bytes (mask \
-         generated on the fly, strip buffer {} MB included)",
+        "memory mode {size}×{size} {compression} {channels}: peak RSS {} MB (process baseline before \
+         writing {} MB, so the writer and its input rows add {} MB), {:.1} s, {} bytes (mask \
+         generated on the fly, {CHUNK_ROWS} rows at a time: {} MB included)",
         peak_kb / 1024,
         baseline_kb / 1024,
         peak_kb.saturating_sub(baseline_kb) / 1024,
         start.elapsed().as_secs_f64(),
         fs::metadata(&path).unwrap().len(),
-        size as usize * TILE as usize / 1_000_000
+        size as usize * CHUNK_ROWS as usize / 1_000_000
     );
     fs::remove_file(path).unwrap();
 }

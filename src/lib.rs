@@ -8,6 +8,7 @@
 
 pub mod allocator;
 pub mod atomic_file;
+pub mod bit_rows;
 pub mod cohort;
 pub mod commands;
 pub mod device;

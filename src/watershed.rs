@@ -31,13 +31,20 @@
 //!    flooded once more, each on its own, from its h-maxima at the shallower depth
 //!    [`SeparationParams::large_h_px`]: nuclei pressed together along a wide front leave
 //!    only a shallow neck, and a blob that large is rarely one nucleus.
-//! 6. **Specks** are dropped: objects under [`SeparationParams::min_area_px`] pixels go
+//! 6. **Concave cuts** (`watershed/concave_cuts.rs`): objects of at least twice
+//!    [`SeparationParams::cut_min_part_px`] pixels are cut along a straight line between
+//!    two dents of their outline at least [`SeparationParams::cut_depth_px`] deep, where
+//!    that leaves two solid parts of at least that many pixels each (and the parts again,
+//!    a few levels down): nuclei pressed together along a front almost as wide as they are
+//!    leave no dip in the distance map for the steps above, but a notch at each end of
+//!    the front.
+//! 7. **Specks** are dropped: objects under [`SeparationParams::min_area_px`] pixels go
 //!    to 0, and the rest are renumbered `1..=count` in the raster order of their first
 //!    pixel.
 //!
-//! Steps 1–4 and 6 are scikit-image's classic recipe (`distance_transform_edt`,
+//! Steps 1–4 and 7 are scikit-image's classic recipe (`distance_transform_edt`,
 //! `filters.gaussian`, `morphology.h_maxima`, `segmentation.watershed(-d, markers,
-//! mask=mask)`), step 5 our addition; two
+//! mask=mask)`), steps 5 and 6 our additions; two
 //! deliberate differences, both measured to change MoNuSeg's scores by less than 0.001:
 //! the h-maxima are computed inside the mask only (skimage's, computed over the whole
 //! smoothed image, can miss a small nucleus next to a big one because the smoothed
@@ -49,10 +56,13 @@
 //! 0.25 µm/px ([`MONUSEG_MPP`]); [`SeparationParams::at_mpp`] converts them for another
 //! resolution (lengths scale with 1/mpp, areas with 1/mpp²). On the 13 MoNuSeg training
 //! images with true instance maps, the true binary masks score AJI 0.596 as 8-connected
-//! components and 0.912 after this separation (`cargo bench --bench instances`).
+//! components and 0.919 after this separation (0.912 without the concave cuts; `cargo
+//! bench --bench instances`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+
+mod concave_cuts;
 
 /// Resolution the default parameters are chosen at: MoNuSeg's 40× images, µm per pixel.
 pub const MONUSEG_MPP: f64 = 0.25;
@@ -95,6 +105,31 @@ pub struct SeparationParams {
     /// The marker depth for objects above [`Self::large_area_px`], px (> 0; at most
     /// `h_px` to have any effect). Default 0.2 px = 0.05 µm at 0.25 µm/px.
     pub large_h_px: f32,
+    /// How deep a dent of an object's outline (the distance of its deepest point from the
+    /// convex hull's edge across it) must be for a concave cut to end there, px (> 0).
+    /// Default 3 px = 0.75 µm at 0.25 µm/px: deeper than the pixel steps of a ragged
+    /// outline, shallower than the notch where two pressed nuclei meet (4 px instead
+    /// moved AJI by 0.002 on the 13 MoNuSeg instance maps). Absent from settings written
+    /// before the cuts: the default.
+    #[serde(default = "default_cut_depth_px")]
+    pub cut_depth_px: f32,
+    /// Both parts of a concave cut must have at least this many pixels, and only objects of
+    /// twice as many are tried. Default 300 px = 18.75 µm² at 0.25 µm/px, about 60 % of a
+    /// typical MoNuSeg nucleus (~31 µm²): smaller parts are mostly lobes of one nucleus;
+    /// `u32::MAX` turns the cuts off. Absent from settings written before the cuts: the
+    /// default.
+    #[serde(default = "default_cut_min_part_px")]
+    pub cut_min_part_px: u32,
+}
+
+/// [`SeparationParams::cut_depth_px`]'s default (at [`MONUSEG_MPP`]).
+fn default_cut_depth_px() -> f32 {
+    3.0
+}
+
+/// [`SeparationParams::cut_min_part_px`]'s default (at [`MONUSEG_MPP`]).
+fn default_cut_min_part_px() -> u32 {
+    300
 }
 
 impl Default for SeparationParams {
@@ -105,13 +140,15 @@ impl Default for SeparationParams {
             min_area_px: 96,
             large_area_px: 1440,
             large_h_px: 0.2,
+            cut_depth_px: default_cut_depth_px(),
+            cut_min_part_px: default_cut_min_part_px(),
         }
     }
 }
 
 impl SeparationParams {
     /// The defaults (chosen at [`MONUSEG_MPP`]) converted to a mask of `mpp` µm per pixel:
-    /// σ and both depths scale with `0.25 / mpp`, both areas with its square.
+    /// σ and the three depths scale with `0.25 / mpp`, the three areas with its square.
     ///
     /// # Panics
     /// If `mpp` is not positive and finite.
@@ -125,6 +162,8 @@ impl SeparationParams {
             min_area_px: (f64::from(default.min_area_px) * scale * scale).round() as u32,
             large_area_px: (f64::from(default.large_area_px) * scale * scale).round() as u32,
             large_h_px: (f64::from(default.large_h_px) * scale) as f32,
+            cut_depth_px: (f64::from(default.cut_depth_px) * scale) as f32,
+            cut_min_part_px: (f64::from(default.cut_min_part_px) * scale * scale).round() as u32,
         }
     }
 }
@@ -134,8 +173,9 @@ impl SeparationParams {
 /// 0 = background or dropped speck, and `count`.
 ///
 /// # Panics
-/// If `mask.len()` is not `width * height`, if `params.h_px` or `params.large_h_px` is not
-/// positive or `params.sigma_px` is negative, or if the image has 2^32 pixels or more.
+/// If `mask.len()` is not `width * height`, if `params.h_px`, `params.large_h_px` or
+/// `params.cut_depth_px` is not positive or `params.sigma_px` is negative, or if the image
+/// has 2^32 pixels or more.
 pub fn separate(
     mask: &[u8],
     width: usize,
@@ -159,6 +199,11 @@ pub fn separate(
         params.large_h_px
     );
     assert!(
+        params.cut_depth_px > 0.0 && params.cut_depth_px.is_finite(),
+        "cut depth {} px is not positive",
+        params.cut_depth_px
+    );
+    assert!(
         params.sigma_px >= 0.0 && params.sigma_px.is_finite(),
         "σ = {} px is negative",
         params.sigma_px
@@ -172,6 +217,7 @@ pub fn separate(
     let (markers, _) = label_components(&markers, width, height);
     let labels = flood(&smooth, mask, &markers, width, height);
     let labels = split_large(labels, &smooth, width, params);
+    let labels = concave_cuts::cut_concave(labels, width, params);
     drop_small(&labels, params.min_area_px)
 }
 
@@ -186,25 +232,13 @@ fn split_large(
     width: usize,
     params: &SeparationParams,
 ) -> Vec<u32> {
-    let top = labels.iter().copied().max().unwrap_or(0) as usize;
-    // Area and bounding box (x0, y0, x1, y1, inclusive) of every label.
-    let mut area = vec![0u64; top + 1];
-    let mut bounds = vec![(usize::MAX, usize::MAX, 0, 0); top + 1];
-    for (y, row) in labels.chunks_exact(width).enumerate() {
-        for (x, &l) in row.iter().enumerate() {
-            if l != 0 {
-                let b = &mut bounds[l as usize];
-                *b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
-                area[l as usize] += 1;
-            }
-        }
-    }
-    let mut next = top as u32;
-    for label in 1..=top {
-        if area[label] <= u64::from(params.large_area_px) {
+    let objects = objects(&labels, width);
+    let mut next = (objects.len() - 1) as u32;
+    for (label, object) in objects.iter().enumerate().skip(1) {
+        if object.area <= u64::from(params.large_area_px) {
             continue;
         }
-        let (x0, y0, x1, y1) = bounds[label];
+        let Object { x0, y0, x1, y1, .. } = *object;
         let (w, h) = (x1 - x0 + 1, y1 - y0 + 1);
         let at = |x: usize, y: usize| (y0 + y) * width + x0 + x;
         let object: Vec<u8> = (0..w * h)
@@ -226,6 +260,41 @@ fn split_large(
         next += parts.iter().copied().max().unwrap_or(1) - 1;
     }
     labels
+}
+
+/// The pixel count and bounding box of one label.
+#[derive(Debug, Clone, Copy)]
+struct Object {
+    area: u64,
+    /// The bounding box, both corners included.
+    x0: usize,
+    y0: usize,
+    x1: usize,
+    y1: usize,
+}
+
+/// The [`Object`] of every label `0..=max` of `labels` (index = label; 0 and absent labels
+/// have area 0).
+fn objects(labels: &[u32], width: usize) -> Vec<Object> {
+    let top = labels.iter().copied().max().unwrap_or(0) as usize;
+    let empty = Object {
+        area: 0,
+        x0: usize::MAX,
+        y0: usize::MAX,
+        x1: 0,
+        y1: 0,
+    };
+    let mut objects = vec![empty; top + 1];
+    for (y, row) in labels.chunks_exact(width).enumerate() {
+        for (x, &l) in row.iter().enumerate() {
+            if l != 0 {
+                let o = &mut objects[l as usize];
+                (o.x0, o.y0, o.x1, o.y1) = (o.x0.min(x), o.y0.min(y), o.x1.max(x), o.y1.max(y));
+                o.area += 1;
+            }
+        }
+    }
+    objects
 }
 
 /// Exact Euclidean distance from every pixel to the nearest background (zero) pixel of
@@ -1043,6 +1112,21 @@ mod tests {
         assert_eq!(at_20x.min_area_px, 24, "96 / 4");
         assert_eq!(at_20x.large_area_px, 360, "1440 / 4");
         assert_eq!(at_20x.large_h_px, 0.1);
+        assert_eq!(at_20x.cut_depth_px, 1.5);
+        assert_eq!(at_20x.cut_min_part_px, 75, "300 / 4");
+    }
+
+    #[test]
+    fn settings_written_before_the_concave_cuts_read_with_their_defaults() {
+        let old = r#"{"sigma_px": 2.0, "h_px": 1.0, "min_area_px": 24,
+            "large_area_px": 360, "large_h_px": 0.1}"#;
+        let params: SeparationParams = serde_json::from_str(old).unwrap();
+        assert_eq!(params.sigma_px, 2.0);
+        assert_eq!(params.cut_depth_px, 3.0);
+        assert_eq!(params.cut_min_part_px, 300);
+        let text = serde_json::to_string(&SeparationParams::at_mpp(0.5)).unwrap();
+        let back: SeparationParams = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, SeparationParams::at_mpp(0.5));
     }
 
     #[test]
@@ -1055,6 +1139,8 @@ mod tests {
             h_px: 20.0,
             large_area_px: 747,
             large_h_px: 0.5,
+            // The large-object pass alone: the concave cuts would split this blob too.
+            cut_min_part_px: u32::MAX,
             ..SeparationParams::default()
         };
         assert_eq!(separate(&m, w, h, &deep).1, 1, "747 px is not above 747");
@@ -1069,6 +1155,7 @@ mod tests {
         let shallow = SeparationParams {
             h_px: 0.5,
             large_area_px: u32::MAX,
+            cut_min_part_px: u32::MAX,
             ..SeparationParams::default()
         };
         assert_eq!((split, count), separate(&m, w, h, &shallow));

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u32)] = &[
     ("allocator", 0),
     ("atomic_file", 0),
+    ("bit_rows", 0),
     ("device", 0),
     ("error_text", 0),
     ("logging", 0),

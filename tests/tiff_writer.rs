@@ -467,6 +467,108 @@ fn constant_tiles_share_bytes() {
     assert!(size < 8_000, "blank pyramid takes {size} bytes");
 }
 
+/// Streams `image` through `write_rows` in chunks of random whole-row counts.
+fn write_in_chunks(path: &Path, image: &Image, options: PyramidOptions, rng: &mut ChaCha8Rng) {
+    let mut writer = PyramidWriter::create(path, image.width, image.height, options).unwrap();
+    let mut y = 0;
+    while y < image.height as usize {
+        let rows = rng.random_range(1..=700).min(image.height as usize - y);
+        let bytes = &image.pixels[y * image.row_bytes()..(y + rows) * image.row_bytes()];
+        writer.write_rows(bytes).unwrap();
+        y += rows;
+    }
+    assert_eq!(writer.rows_expected(), 0);
+    writer.finish().unwrap();
+}
+
+/// A mask held as bits is written byte for byte as the same 0/255 mask held as bytes,
+/// whether it comes in tile rows or in chunks of any number of rows (any non-zero pixel
+/// counts as 255); so are grey and RGB images through `write_rows`.
+#[test]
+fn binary_and_chunked_rows_write_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for case in 0..6 {
+        let size = (rng.random_range(1..1400), rng.random_range(1..1400));
+        let channels = [Channels::Gray, Channels::Rgb][case % 2];
+        let image = synthetic(&mut rng, size.0, size.1, channels);
+        let options = PyramidOptions {
+            tile_size: [16, 48, 256, 512][rng.random_range(0..4)],
+            compression: [Compression::Deflate, Compression::Lzw, Compression::None]
+                [rng.random_range(0..3)],
+            channels,
+            date_time: Some(fixed_time()),
+            ..PyramidOptions::default()
+        };
+        let whole = write(
+            &dir.path().join("whole.tif"),
+            &image,
+            options.clone(),
+            false,
+        );
+        let chunked = dir.path().join("chunked.tif");
+        write_in_chunks(&chunked, &image, options.clone(), &mut rng);
+        let want = std::fs::read(whole).unwrap();
+        assert!(
+            want == std::fs::read(&chunked).unwrap(),
+            "case {case}: chunks"
+        );
+        if channels == Channels::Rgb {
+            continue;
+        }
+        let mask = Image {
+            pixels: image
+                .pixels
+                .iter()
+                .map(|&v| if v != 0 { 255 } else { 0 })
+                .collect(),
+            ..image.clone()
+        };
+        let gray = write(&dir.path().join("gray.tif"), &mask, options.clone(), false);
+        let want = std::fs::read(gray).unwrap();
+        let binary = PyramidOptions {
+            channels: Channels::Binary,
+            ..options
+        };
+        let tiles = write(&dir.path().join("bits.tif"), &image, binary.clone(), true);
+        assert!(want == std::fs::read(tiles).unwrap(), "case {case}: bits");
+        write_in_chunks(&chunked, &image, binary, &mut rng);
+        assert!(
+            want == std::fs::read(&chunked).unwrap(),
+            "case {case}: bits, chunks"
+        );
+    }
+}
+
+#[test]
+fn rows_that_are_not_whole_or_break_a_tile_row_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chunks.tif");
+    let mut writer = PyramidWriter::create(&path, 100, 600, PyramidOptions::default()).unwrap();
+    let err = writer.write_rows(&[0; 150]).unwrap_err();
+    assert!(
+        err.to_string().contains("chunks.tif")
+            && err
+                .to_string()
+                .contains("150 bytes are not whole rows of 100 bytes"),
+        "{err}"
+    );
+    writer.write_rows(&[0; 300]).unwrap();
+    for err in [
+        writer.write_tile_row(&[0; 51_200]).unwrap_err(),
+        writer.write_empty_tile_row().unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, TiffWriteError::MidTileRow { buffered: 3, .. }),
+            "{err}"
+        );
+    }
+    // The refused calls changed nothing: the rest of the image still fits.
+    writer.write_rows(&vec![0; 100 * 597]).unwrap();
+    assert_eq!(writer.rows_expected(), 0);
+    writer.finish().unwrap();
+}
+
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -566,6 +668,11 @@ fn rejects_bad_options() {
         },
         PyramidOptions {
             description: "µm".into(),
+            ..PyramidOptions::default()
+        },
+        PyramidOptions {
+            channels: Channels::Binary,
+            downsample: Downsample::Mean,
             ..PyramidOptions::default()
         },
     ];

@@ -3,6 +3,7 @@
 
 use super::components::RowValues;
 use super::pixel_values::CoreValues;
+use crate::bit_rows::BitRows;
 use crate::slide::geometry::Geometry;
 use crate::slide::grid::{Tile, TileGrid};
 
@@ -13,11 +14,11 @@ pub struct CoreMask {
     pub values: Option<CoreValues>,
 }
 
-/// Pastes the cores of one grid row at a time.
+/// Pastes the cores of one grid row at a time, at one bit per pixel: the band spans the
+/// slide's width, the rest of `segment` a few tiles.
 pub struct BandAssembler {
-    width: usize,
     cols: u32,
-    band: Vec<u8>,
+    band: BitRows,
     /// The band's values; `None` when nuclei are not measured.
     values: Option<BandValues>,
     height: usize,
@@ -35,14 +36,14 @@ struct BandValues {
 
 impl BandValues {
     /// Interleaves the tiles' values row by row into `self.rows`, following `band`'s
-    /// foreground (`height` rows of `width`).
-    fn interleave(&mut self, band: &[u8], width: usize, height: usize) {
+    /// foreground (its first `height` rows).
+    fn interleave(&mut self, band: &BitRows, height: usize) {
         self.rows.score.clear();
         self.rows.hematoxylin.clear();
         let mut taken = vec![0usize; self.tiles.len()];
-        for row in band.chunks_exact(width).take(height) {
+        for y in 0..height {
             for ((x, w, values), taken) in self.tiles.iter().zip(&mut taken) {
-                let n = row[*x..x + w].iter().filter(|&&m| m != 0).count();
+                let n = band.count_ones(y, *x, *w);
                 let range = *taken..*taken + n;
                 self.rows
                     .score
@@ -57,21 +58,20 @@ impl BandValues {
     }
 }
 
-/// A completed band: model rows `y .. y + height`, `width` pixels each.
+/// A completed band: model rows `y .. y + height`, the first `height` of `rows`.
 pub struct Band<'a> {
     pub y: u64,
     pub height: usize,
-    pub rows: &'a [u8],
+    pub rows: &'a BitRows,
     pub values: Option<RowValues<'a>>,
 }
 
-/// Copies `core` (`w` wide, `None`: zeros) into `band` (`width` wide) at column `x`.
-fn paste(band: &mut [u8], width: usize, x: usize, core: Option<&[u8]>, w: usize, h: usize) {
+/// Copies `core` (`w` wide, `None`: zeros) into `band` at column `x`.
+fn paste(band: &mut BitRows, x: usize, core: Option<&[u8]>, w: usize, h: usize) {
     for row in 0..h {
-        let dst = &mut band[row * width + x..][..w];
         match core {
-            Some(core) => dst.copy_from_slice(&core[row * w..][..w]),
-            None => dst.fill(0),
+            Some(core) => band.pack(row, x, &core[row * w..][..w]),
+            None => band.clear(row, x, w),
         }
     }
 }
@@ -79,12 +79,9 @@ fn paste(band: &mut [u8], width: usize, x: usize, core: Option<&[u8]>, w: usize,
 impl BandAssembler {
     /// An assembler for `grid`'s tiles, of values too when `values`.
     pub fn new(grid: &TileGrid, model_width: u64, values: bool) -> Self {
-        let width = model_width as usize;
-        let len = width * grid.tile_size() as usize;
         Self {
-            width,
             cols: grid.cols(),
-            band: vec![0; len],
+            band: BitRows::new(model_width as usize, grid.tile_size() as usize),
             values: values.then(BandValues::default),
             height: 0,
             placed: 0,
@@ -104,14 +101,7 @@ impl BandAssembler {
             self.height = h;
         }
         let x = core_rect.x as usize;
-        paste(
-            &mut self.band,
-            self.width,
-            x,
-            core.as_ref().map(|c| &c.mask[..]),
-            w,
-            h,
-        );
+        paste(&mut self.band, x, core.as_ref().map(|c| &c.mask[..]), w, h);
         if let Some(values) = &mut self.values {
             if let Some(core_values) = core.and_then(|c| c.values) {
                 values.tiles.push((x, w, core_values));
@@ -122,14 +112,13 @@ impl BandAssembler {
             return None;
         }
         self.placed = 0;
-        let len = self.height * self.width;
         if let Some(values) = &mut self.values {
-            values.interleave(&self.band, self.width, self.height);
+            values.interleave(&self.band, self.height);
         }
         Some(Band {
             y: core_rect.y as u64,
             height: self.height,
-            rows: &self.band[..len],
+            rows: &self.band,
             values: self.values.as_ref().map(|v| RowValues {
                 score: &v.rows.score,
                 hematoxylin: &v.rows.hematoxylin,
@@ -138,16 +127,25 @@ impl BandAssembler {
     }
 }
 
-/// Maps model-space bands to output rows by nearest neighbour (the identity when the
-/// model runs on the output level).
+/// Output rows handed on at a time on the native path: a small multiple of a row, however
+/// long the band.
+const CHUNK_ROWS: usize = 32;
+
+/// Maps model-space bands to output rows (0/255 bytes) by nearest neighbour (the identity
+/// when the model runs on the output level).
 pub struct OutputRows {
     geometry: Geometry,
     /// Model column of every output column; `None` when native.
     columns: Option<Vec<u32>>,
     next_row: u64,
-    row: Vec<u8>,
+    /// The rows handed on: a chunk when native, one row when resampled.
+    rows: Vec<u8>,
+    /// The band row an output row is picked from, and which one it is.
+    source: Vec<u8>,
+    source_row: Option<u64>,
     values: CoreValues,
-    /// Per row of the current band, the index of its first values in the band's.
+    /// Per row of the current band, the index of its first values in the band's (and, last,
+    /// their count).
     row_starts: Vec<usize>,
     /// Per pixel of the current source row, the index of its values in the band's.
     rank: Vec<usize>,
@@ -160,7 +158,9 @@ impl OutputRows {
             geometry: geometry.clone(),
             columns,
             next_row: 0,
-            row: vec![0; geometry.output_width as usize],
+            rows: Vec::new(),
+            source: vec![0; geometry.model_width as usize],
+            source_row: None,
             values: CoreValues::default(),
             row_starts: Vec::new(),
             rank: Vec::new(),
@@ -175,34 +175,52 @@ impl OutputRows {
         band: &Band<'_>,
         mut out: impl FnMut(&[u8], Option<RowValues<'_>>) -> Result<(), super::SegmentError>,
     ) -> Result<(), super::SegmentError> {
-        let Some(columns) = &self.columns else {
-            self.next_row += band.height as u64;
-            return out(band.rows, band.values);
-        };
         let model_width = self.geometry.model_width as usize;
-        let band_end = band.y + band.height as u64;
+        self.row_starts.clear();
         if band.values.is_some() {
-            // Where each row's values start among the band's.
-            self.row_starts.clear();
-            self.row_starts
-                .extend(band.rows.chunks_exact(model_width).scan(0, |next, row| {
-                    let here = *next;
-                    *next += row.iter().filter(|&&m| m != 0).count();
-                    Some(here)
-                }));
+            self.row_starts.push(0);
+            for y in 0..band.height {
+                let next = self.row_starts[y] + band.rows.count_ones(y, 0, model_width);
+                self.row_starts.push(next);
+            }
         }
+        let Some(columns) = &self.columns else {
+            for first in (0..band.height).step_by(CHUNK_ROWS) {
+                let count = CHUNK_ROWS.min(band.height - first);
+                self.rows.resize(count * model_width, 0);
+                for (y, row) in self.rows.chunks_exact_mut(model_width).enumerate() {
+                    band.rows.unpack(first + y, 0, row);
+                }
+                let values = band.values.map(|v| {
+                    let range = self.row_starts[first]..self.row_starts[first + count];
+                    RowValues {
+                        score: &v.score[range.clone()],
+                        hematoxylin: &v.hematoxylin[range],
+                    }
+                });
+                out(&self.rows, values)?;
+            }
+            self.next_row += band.height as u64;
+            return Ok(());
+        };
+        let band_end = band.y + band.height as u64;
         while self.next_row < self.geometry.output_height {
             let source = self.geometry.model_row_of(self.next_row);
             if source >= band_end {
                 break;
             }
-            let at = (source - band.y) as usize * model_width;
-            let src = &band.rows[at..at + model_width];
-            self.row.clear();
-            self.row.extend(columns.iter().map(|&x| src[x as usize]));
+            let in_band = (source - band.y) as usize;
+            // Upsampling repeats source rows: unpack each once.
+            if self.source_row != Some(source) {
+                band.rows.unpack(in_band, 0, &mut self.source);
+                self.source_row = Some(source);
+            }
+            let src = &self.source;
+            self.rows.clear();
+            self.rows.extend(columns.iter().map(|&x| src[x as usize]));
             let values = band.values.map(|v| {
                 // Where each foreground pixel of the source row keeps its values.
-                let first = self.row_starts[(source - band.y) as usize];
+                let first = self.row_starts[in_band];
                 self.rank.clear();
                 self.rank.extend(src.iter().scan(first, |next, &m| {
                     let here = *next;
@@ -221,7 +239,7 @@ impl OutputRows {
                     hematoxylin: &self.values.hematoxylin,
                 }
             });
-            out(&self.row, values)?;
+            out(&self.rows, values)?;
             self.next_row += 1;
         }
         Ok(())
@@ -268,18 +286,26 @@ mod tests {
                 values: Some(values),
             };
             if let Some(band) = assembler.place(&tile, Some(core_mask)) {
-                let want = CoreValues::coordinates(band.rows, 5, band.y as usize);
+                let mut rows = vec![0; band.height * 5];
+                for (y, row) in rows.chunks_exact_mut(5).enumerate() {
+                    band.rows.unpack(y, 0, row);
+                }
+                let want = CoreValues::coordinates(&rows, 5, band.y as usize);
                 let values = band.values.unwrap();
                 assert_eq!(values.score, &want.score[..]);
                 assert_eq!(values.hematoxylin, &want.hematoxylin[..]);
-                bands.push((band.y, band.height, band.rows.to_vec()));
+                bands.push((band.y, band.height, rows));
             }
         }
         assert_eq!(
             bands,
             vec![
-                (0, 2, vec![0, 1, 2, 0, 3, 1, 1, 0, 2, 3]),
-                (2, 1, vec![1, 0, 2, 2, 0]),
+                (
+                    0,
+                    2,
+                    [0, 1, 1, 0, 1, 1, 1, 0, 1, 1].map(|v| v * 255).to_vec()
+                ),
+                (2, 1, [1, 0, 1, 1, 0].map(|v| v * 255).to_vec()),
             ]
         );
     }

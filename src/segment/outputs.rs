@@ -52,9 +52,6 @@ impl NucleiSetup {
 
 pub struct MaskOutputs {
     writer: PyramidWriter,
-    width: usize,
-    /// Rows waiting for a full TIFF tile row.
-    pending: Vec<u8>,
     tracker: ComponentTracker,
     nuclei: NucleusReport,
     coverage: Coverage,
@@ -99,8 +96,6 @@ impl MaskOutputs {
         };
         Self {
             writer,
-            width,
-            pending: Vec::new(),
             tracker: ComponentTracker::new(width as u32, options),
             nuclei: NucleusReport {
                 splitter: Splitter::new(setup.separation, setup.min_area),
@@ -127,24 +122,7 @@ impl MaskOutputs {
             }
         }
         self.coverage.push_rows(rows);
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let wanted = self.writer.rows_expected() as usize * self.width;
-            let take = (wanted - self.pending.len()).min(rest.len());
-            let (now, later) = rest.split_at(take);
-            rest = later;
-            if self.pending.is_empty() && take == wanted {
-                // A whole tile row in one piece: no copy.
-                self.writer.write_tile_row(now)?;
-                continue;
-            }
-            self.pending.extend_from_slice(now);
-            if self.pending.len() == wanted {
-                self.writer.write_tile_row(&self.pending)?;
-                self.pending.clear();
-            }
-        }
-        Ok(())
+        Ok(self.writer.write_rows(rows)?)
     }
 
     /// Closes every file; only now do they appear under their final names.

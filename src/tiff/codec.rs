@@ -2,6 +2,7 @@
 
 use super::pyramid::Strip;
 use super::Compression;
+use crate::bit_rows::BitRows;
 use rayon::prelude::*;
 use std::io::Write;
 
@@ -46,42 +47,82 @@ impl TileCodec {
     /// are compressed in parallel, the order of the result is fixed.
     pub(crate) fn encode_strip(&self, strip: Strip<'_>, width: u32, rows: u32) -> Vec<Encoded> {
         let across = (width as usize).div_ceil(self.tile);
-        let Strip::Pixels(pixels) = strip else {
-            return (0..across).map(|_| Encoded::Constant([0; 3])).collect();
+        let rows = rows as usize;
+        let encode = |tile: &(dyn Fn(usize, &mut Vec<u8>) -> Encoded + Sync)| {
+            (0..across)
+                .into_par_iter()
+                .map_init(Vec::new, |scratch, column| tile(column, scratch))
+                .collect()
         };
-        let view = StripView {
-            pixels,
-            stride: width as usize * self.channels,
-            rows: rows as usize,
-        };
-        (0..across)
-            .into_par_iter()
-            .map_init(Vec::new, |scratch, column| {
-                self.encode_tile(&view, column, scratch)
-            })
-            .collect()
+        match strip {
+            Strip::Zeros => (0..across).map(|_| Encoded::Constant([0; 3])).collect(),
+            Strip::Pixels(pixels) => {
+                let stride = width as usize * self.channels;
+                encode(&|column, scratch| self.encode_tile(pixels, stride, rows, column, scratch))
+            }
+            Strip::Bits(bits) => {
+                encode(&|column, scratch| self.encode_bit_tile(bits, rows, column, scratch))
+            }
+        }
     }
 
-    fn encode_tile(&self, view: &StripView<'_>, column: usize, scratch: &mut Vec<u8>) -> Encoded {
+    fn encode_tile(
+        &self,
+        pixels: &[u8],
+        stride: usize,
+        rows: usize,
+        column: usize,
+        scratch: &mut Vec<u8>,
+    ) -> Encoded {
         let tile_row_bytes = self.tile * self.channels;
         let start = column * tile_row_bytes;
-        let end = (start + tile_row_bytes).min(view.stride);
-        let row = |y: usize| &view.pixels[y * view.stride..][start..end];
+        let end = (start + tile_row_bytes).min(stride);
+        let row = |y: usize| &pixels[y * stride..][start..end];
         if let Some(key) = self.constant_key(row(0)) {
-            if (1..view.rows).all(|y| row(y) == row(0)) {
+            if (1..rows).all(|y| row(y) == row(0)) {
                 return Encoded::Constant(key);
             }
         }
+        self.tile_from(scratch, rows, |y, dst| {
+            dst[..end - start].copy_from_slice(row(y))
+        });
+        Encoded::Data(self.compress(scratch))
+    }
+
+    /// The same bytes as [`encode_tile`](Self::encode_tile) gives for the 0/255 pixels
+    /// `bits` stands for.
+    fn encode_bit_tile(
+        &self,
+        bits: &BitRows,
+        rows: usize,
+        column: usize,
+        scratch: &mut Vec<u8>,
+    ) -> Encoded {
+        let start = column * self.tile;
+        let len = self.tile.min(bits.width() - start);
+        if let Some(on) = bits.uniform(0, start, len) {
+            if (1..rows).all(|y| bits.uniform(y, start, len) == Some(on)) {
+                return Encoded::Constant([if on { 255 } else { 0 }, 0, 0]);
+            }
+        }
+        self.tile_from(scratch, rows, |y, dst| {
+            bits.unpack(y, start, &mut dst[..len])
+        });
+        Encoded::Data(self.compress(scratch))
+    }
+
+    /// Fills `scratch` with a full tile, zero-padded, whose first `rows` rows `fill` writes.
+    fn tile_from(&self, scratch: &mut Vec<u8>, rows: usize, fill: impl Fn(usize, &mut [u8])) {
+        let tile_row_bytes = self.tile * self.channels;
         scratch.clear();
         scratch.resize(self.tile * tile_row_bytes, 0);
         for (y, dst) in scratch
             .chunks_exact_mut(tile_row_bytes)
-            .take(view.rows)
+            .take(rows)
             .enumerate()
         {
-            dst[..end - start].copy_from_slice(row(y));
+            fill(y, dst);
         }
-        Encoded::Data(self.compress(scratch))
     }
 
     /// The pixel `row` is made of, if it repeats one pixel: equal to itself shifted by one
@@ -128,10 +169,4 @@ impl TileCodec {
             Compression::None => tile.to_vec(),
         }
     }
-}
-
-struct StripView<'a> {
-    pixels: &'a [u8],
-    stride: usize,
-    rows: usize,
 }

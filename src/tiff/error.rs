@@ -34,6 +34,24 @@ pub enum TiffWriteError {
         rows: u32,
     },
 
+    #[error(
+        "{}: {got} bytes are not whole rows of {row_bytes} bytes (width × channels); pass \
+         full-width rows",
+        path.display()
+    )]
+    PartialRow {
+        path: PathBuf,
+        got: usize,
+        row_bytes: usize,
+    },
+
+    #[error(
+        "{}: {buffered} rows of the current tile row came through write_rows; complete it \
+         with write_rows before calling write_tile_row or write_empty_tile_row",
+        path.display()
+    )]
+    MidTileRow { path: PathBuf, buffered: u32 },
+
     #[error("{}: all {height} rows are already written; call finish()", path.display())]
     TooManyRows { path: PathBuf, height: u32 },
 

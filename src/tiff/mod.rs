@@ -1,11 +1,13 @@
 //! Streaming writer of pyramidal tiled BigTIFFs (masks and RGB images) that OpenSlide opens
 //! as "generic-tiff".
 //!
-//! Level-0 pixels arrive one tile row at a time, top to bottom; every reduced level (each
-//! half the previous, rounded up, down to a single tile) is built on the fly: the writer
-//! holds about `tile_size × width × channels` bytes (besides the caller's tile row)
-//! whatever the height. All levels go in the
-//! main IFD chain, reduced ones with NewSubfileType=1.
+//! Level-0 pixels arrive top to bottom, one tile row at a time ([`PyramidWriter::write_tile_row`])
+//! or in any number of whole rows ([`PyramidWriter::write_rows`], which buffers one tile
+//! row); every reduced level (each half the previous, rounded up, down to a single tile) is
+//! built on the fly: the writer holds about `tile_size × width × channels` bytes (besides
+//! the caller's rows) whatever the height, an eighth of `tile_size × width` for binary
+//! masks ([`Channels::Binary`]). All levels go in the main IFD chain, reduced ones with
+//! NewSubfileType=1.
 //!
 //! ```no_run
 //! use slidestream::tiff::{PyramidOptions, PyramidWriter};
@@ -36,8 +38,9 @@ pub use error::TiffWriteError;
 pub use options::{Channels, Compression, Downsample, PyramidOptions};
 
 use crate::atomic_file::{CommitError, Durability, PartialFile};
+use crate::bit_rows::BitRows;
 use codec::{Encoded, PixelKey, TileCodec};
-use pyramid::{Emit, Pyramid, Strip};
+use pyramid::{Emit, Pyramid, Strip, TileRows};
 use sink::{Chunk, Sink};
 use std::collections::HashSet;
 use std::fs::File;
@@ -58,6 +61,10 @@ pub struct PyramidWriter {
     channels: usize,
     rows_written: u32,
     pyramid: Pyramid,
+    /// The tile row being filled by [`write_rows`](Self::write_rows) (and, for binary
+    /// images, where every tile row is packed): `buffered` rows so far.
+    level0: TileRows,
+    buffered: u32,
     /// `None` once finished or stopped by an error. Declared before `file`: dropping it
     /// stops the writer thread before the file it writes is removed.
     output: Option<Output>,
@@ -107,7 +114,18 @@ impl PyramidWriter {
         Ok(Self {
             channels,
             rows_written: 0,
-            pyramid: Pyramid::new(dims, options.tile_size, channels, options.downsample),
+            level0: match options.channels {
+                // Bytes are only buffered once `write_rows` needs them.
+                Channels::Binary => TileRows::new(width, options.tile_size, None),
+                _ => TileRows::Bytes(Vec::new()),
+            },
+            buffered: 0,
+            pyramid: Pyramid::new(
+                dims,
+                options.tile_size,
+                options.channels,
+                options.downsample,
+            ),
             output: Some(Output {
                 codec,
                 sink,
@@ -134,6 +152,68 @@ impl PyramidWriter {
     /// `width × channels × rows` bytes, pixels interleaved (RGBRGB... for RGB).
     pub fn write_tile_row(&mut self, rows: &[u8]) -> Result<(), TiffWriteError> {
         let count = self.check_next_row()?;
+        self.check_rows(rows, count)?;
+        match &mut self.level0 {
+            TileRows::Bits(bits) => {
+                pack_rows(bits, 0, rows);
+                self.push_level0(count)
+            }
+            TileRows::Bytes(_) => self.push(Strip::Pixels(rows), count),
+        }
+    }
+
+    /// Appends whole rows, any number of them up to the image's end: each tile row goes out
+    /// once complete. Costs one tile row of buffer (none for rows that arrive as whole tile
+    /// rows) where [`write_tile_row`](Self::write_tile_row) costs none.
+    pub fn write_rows(&mut self, rows: &[u8]) -> Result<(), TiffWriteError> {
+        let row_bytes = self.pyramid.dims()[0].0 as usize * self.channels;
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let expected = self.check_next_row()?;
+            let wanted = (expected - self.buffered) as usize * row_bytes;
+            let (now, later) = rest.split_at(wanted.min(rest.len()));
+            rest = later;
+            if self.buffered == 0 && now.len() == wanted {
+                self.write_tile_row(now)?;
+                continue;
+            }
+            if now.len() % row_bytes != 0 {
+                return Err(TiffWriteError::PartialRow {
+                    path: self.file.path().to_path_buf(),
+                    got: now.len(),
+                    row_bytes,
+                });
+            }
+            let first = self.buffered as usize;
+            match &mut self.level0 {
+                TileRows::Bits(bits) => pack_rows(bits, first, now),
+                TileRows::Bytes(buf) => {
+                    buf.resize(expected as usize * row_bytes, 0);
+                    buf[first * row_bytes..][..now.len()].copy_from_slice(now);
+                }
+            }
+            self.buffered += (now.len() / row_bytes) as u32;
+            if self.buffered == expected {
+                self.push_level0(expected)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the buffered tile row (`count` rows) on.
+    fn push_level0(&mut self, count: u32) -> Result<(), TiffWriteError> {
+        self.buffered = 0;
+        let row_bytes = self.pyramid.dims()[0].0 as usize * self.channels;
+        // Taken out so `push` can borrow `self` mutably; put back afterwards.
+        let level0 = std::mem::replace(&mut self.level0, TileRows::Bytes(Vec::new()));
+        let result = self.push(level0.strip(count, row_bytes), count);
+        self.level0 = level0;
+        result
+    }
+
+    /// Refuses `rows` unless it is `count` whole rows that begin a tile row.
+    fn check_rows(&self, rows: &[u8], count: u32) -> Result<(), TiffWriteError> {
+        self.check_whole_tile_row()?;
         let width = self.pyramid.dims()[0].0;
         let expected = width as usize * self.channels * count as usize;
         if rows.len() != expected {
@@ -147,13 +227,14 @@ impl PyramidWriter {
                 rows: count,
             });
         }
-        self.push(Strip::Pixels(rows), count)
+        Ok(())
     }
 
     /// Appends an all-zero tile row without the caller building one: no pixels are
     /// scanned or compressed, every tile points at one shared copy.
     pub fn write_empty_tile_row(&mut self) -> Result<(), TiffWriteError> {
         let count = self.check_next_row()?;
+        self.check_whole_tile_row()?;
         self.push(Strip::Zeros, count)
     }
 
@@ -187,6 +268,17 @@ impl PyramidWriter {
                     source: tiff::TiffError::IoError(e),
                 },
             })
+    }
+
+    /// Refuses to start a tile row while `write_rows` has buffered part of one.
+    fn check_whole_tile_row(&self) -> Result<(), TiffWriteError> {
+        match self.buffered {
+            0 => Ok(()),
+            buffered => Err(TiffWriteError::MidTileRow {
+                path: self.file.path().to_path_buf(),
+                buffered,
+            }),
+        }
     }
 
     fn check_next_row(&self) -> Result<u32, TiffWriteError> {
@@ -238,6 +330,13 @@ impl std::fmt::Debug for PyramidWriter {
             .field("rows_written", &self.rows_written)
             .field("stopped", &self.output.is_none())
             .finish()
+    }
+}
+
+/// Packs whole rows of 0/non-zero bytes into `bits` from row `first` on.
+fn pack_rows(bits: &mut BitRows, first: usize, rows: &[u8]) {
+    for (y, row) in rows.chunks_exact(bits.width()).enumerate() {
+        bits.pack(first + y, 0, row);
     }
 }
 

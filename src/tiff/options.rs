@@ -43,13 +43,17 @@ pub enum Channels {
     Gray,
     /// Three contiguous samples per pixel, PhotometricInterpretation RGB.
     Rgb,
+    /// Binary masks: written as [`Channels::Gray`] with 0 and 255 (any non-zero input pixel
+    /// becomes 255), but held at one bit per pixel while the pyramid is built, an eighth of
+    /// the memory. Reduces by [`Downsample::Max`], the only rule it accepts.
+    Binary,
 }
 
 impl Channels {
     /// Samples (bytes) per pixel.
     pub fn samples(self) -> usize {
         match self {
-            Channels::Gray => 1,
+            Channels::Gray | Channels::Binary => 1,
             Channels::Rgb => 3,
         }
     }
@@ -105,7 +109,8 @@ const VENDOR_PREFIXES: [&str; 3] = ["aperio", "philips", "medscan"];
 impl PyramidOptions {
     /// Checks the options before anything is written to `path` (named in the error).
     ///
-    /// Refused: a tile size that is not a multiple of 16 in 16..=4096; an MPP that is not
+    /// Refused: a tile size that is not a multiple of 16 in 16..=4096; binary channels with a
+    /// reduction other than Max; an MPP that is not
     /// finite and positive; description or software text that is not printable ASCII (tabs and
     /// newlines allowed), that
     /// contains "xml" in any case, or that starts with a vendor name OpenSlide sniffs
@@ -120,6 +125,12 @@ impl PyramidOptions {
             return Err(invalid(format!(
                 "tile size {} is not a multiple of 16 between 16 and 4096; use 256 or 512",
                 self.tile_size
+            )));
+        }
+        if self.channels == Channels::Binary && self.downsample != Downsample::Max {
+            return Err(invalid(format!(
+                "binary images reduce by Max, not {:?}; use Downsample::Max or Channels::Gray",
+                self.downsample
             )));
         }
         if let Some((x, y)) = self.mpp {

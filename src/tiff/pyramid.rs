@@ -1,7 +1,8 @@
 //! Level geometry, 2×2 reduction, and the row buffers that turn a stream of level-0 tile
 //! rows into tile rows of every reduced level.
 
-use super::Downsample;
+use super::{Channels, Downsample};
+use crate::bit_rows::BitRows;
 use rayon::prelude::*;
 use std::mem;
 
@@ -18,11 +19,13 @@ pub(crate) fn level_dimensions(width: u32, height: u32, tile: u32) -> Vec<(u32, 
 }
 
 /// One tile row of some level: `Zeros` lets an all-background row pass through the pyramid
-/// without being materialised or scanned.
+/// without being materialised or scanned; `Bits` holds a binary image's rows (the first
+/// `rows` of them, as the caller says).
 #[derive(Clone, Copy)]
 pub(crate) enum Strip<'a> {
     Zeros,
     Pixels(&'a [u8]),
+    Bits(&'a BitRows),
 }
 
 /// Where a tile row goes once complete: `emit(level, strip, width, rows)`.
@@ -30,19 +33,45 @@ pub(crate) trait Emit<E> {
     fn emit(&mut self, level: usize, strip: Strip<'_>, width: u32, rows: u32) -> Result<(), E>;
 }
 
+/// Room for one tile row: bytes, or bits for binary images.
+pub(crate) enum TileRows {
+    Bytes(Vec<u8>),
+    Bits(BitRows),
+}
+
+impl TileRows {
+    /// Room for `rows` rows of `width` pixels of `channels` samples (`None`: binary).
+    pub(crate) fn new(width: u32, rows: u32, channels: Option<usize>) -> Self {
+        match channels {
+            Some(channels) => TileRows::Bytes(vec![0; rows as usize * width as usize * channels]),
+            None => TileRows::Bits(BitRows::new(width as usize, rows as usize)),
+        }
+    }
+
+    /// The first `rows` rows (of `row_bytes` bytes each when bytes) as a strip.
+    pub(crate) fn strip(&self, rows: u32, row_bytes: usize) -> Strip<'_> {
+        match self {
+            TileRows::Bytes(buf) => Strip::Pixels(&buf[..rows as usize * row_bytes]),
+            TileRows::Bits(bits) => Strip::Bits(bits),
+        }
+    }
+}
+
 /// Rows of one reduced level waiting to fill a tile row.
 struct Pending {
-    buf: Vec<u8>,
+    buf: TileRows,
     filled: u32,
     done: u32,
     all_zero: bool,
 }
 
 /// Holds, for every reduced level, at most one tile row: as level widths halve, about
-/// `tile × width × channels` bytes in all, whatever the image height.
+/// `tile × width × channels` bytes in all (an eighth of `tile × width` for binary images),
+/// whatever the image height.
 pub(crate) struct Pyramid {
     rule: Downsample,
-    channels: usize,
+    /// Samples per pixel; `None` for binary images, held as bits.
+    channels: Option<usize>,
     tile: u32,
     dims: Vec<(u32, u32)>,
     /// `pending[k]` collects level `k + 1`.
@@ -50,11 +79,17 @@ pub(crate) struct Pyramid {
 }
 
 impl Pyramid {
-    pub(crate) fn new(dims: Vec<(u32, u32)>, tile: u32, channels: usize, rule: Downsample) -> Self {
+    pub(crate) fn new(
+        dims: Vec<(u32, u32)>,
+        tile: u32,
+        channels: Channels,
+        rule: Downsample,
+    ) -> Self {
+        let channels = (channels != Channels::Binary).then(|| channels.samples());
         let pending = dims[1..]
             .iter()
             .map(|&(w, _)| Pending {
-                buf: vec![0; tile as usize * w as usize * channels],
+                buf: TileRows::new(w, tile, channels),
                 filled: 0,
                 done: 0,
                 all_zero: true,
@@ -93,17 +128,29 @@ impl Pyramid {
         let Some(&(next_width, next_height)) = self.dims.get(level + 1) else {
             return Ok(());
         };
-        let row_bytes = next_width as usize * self.channels;
+        let row_bytes = next_width as usize * self.channels.unwrap_or(1);
         let next_rows = rows.div_ceil(2);
         let pending = &mut self.pending[level];
-        let start = pending.filled as usize * row_bytes;
-        let dst = &mut pending.buf[start..start + next_rows as usize * row_bytes];
-        match strip {
-            Strip::Zeros => dst.fill(0),
-            Strip::Pixels(src) => {
-                reduce(self.rule, self.channels, src, width as usize, dst);
+        let first = pending.filled as usize;
+        match (strip, &mut pending.buf) {
+            (Strip::Zeros, TileRows::Bytes(buf)) => {
+                buf[first * row_bytes..][..next_rows as usize * row_bytes].fill(0);
+            }
+            (Strip::Zeros, TileRows::Bits(bits)) => bits.clear_rows(first, next_rows as usize),
+            (Strip::Pixels(src), TileRows::Bytes(buf)) => {
+                let dst = &mut buf[first * row_bytes..][..next_rows as usize * row_bytes];
+                let channels = self.channels.expect("bytes are kept for non-binary images");
+                reduce(self.rule, channels, src, width as usize, dst);
                 pending.all_zero = false;
             }
+            (Strip::Bits(src), TileRows::Bits(bits)) => {
+                for y in 0..next_rows as usize {
+                    let bottom = (2 * y + 1).min(rows as usize - 1);
+                    src.reduce_into(2 * y, bottom, bits, first + y);
+                }
+                pending.all_zero = false;
+            }
+            _ => unreachable!("a pyramid's strips and rows are both bits or both bytes"),
         }
         pending.filled += next_rows;
         if pending.filled < self.tile && pending.done + pending.filled < next_height {
@@ -114,11 +161,11 @@ impl Pyramid {
         pending.done += filled;
         let all_zero = mem::replace(&mut pending.all_zero, true);
         // Taken out so the recursive call can borrow `self` mutably; put back afterwards.
-        let buf = mem::take(&mut pending.buf);
+        let buf = mem::replace(&mut pending.buf, TileRows::Bytes(Vec::new()));
         let strip = if all_zero {
             Strip::Zeros
         } else {
-            Strip::Pixels(&buf[..filled as usize * row_bytes])
+            buf.strip(filled, row_bytes)
         };
         let result = self.push(level + 1, strip, filled, out);
         self.pending[level].buf = buf;

@@ -66,7 +66,7 @@ impl TagTemplate {
         )?;
         dir.write_tag(Tag::SamplesPerPixel, samples as u16)?;
         let photometric = match self.channels {
-            Channels::Gray => PhotometricInterpretation::BlackIsZero,
+            Channels::Gray | Channels::Binary => PhotometricInterpretation::BlackIsZero,
             Channels::Rgb => PhotometricInterpretation::RGB,
         };
         dir.write_tag(Tag::PhotometricInterpretation, photometric.to_u16())?;

@@ -46,7 +46,7 @@ pub fn open_outputs(
         geometry.output_height as u32,
         PyramidOptions {
             tile_size: options.tiff_tile,
-            channels: Channels::Gray,
+            channels: Channels::Binary,
             downsample: Downsample::Max,
             mpp: geometry.output_mpp,
             description: format!(
