@@ -726,6 +726,57 @@ mod tests {
         assert_eq!(crop, split_mask(&m, w, &DEFAULT_RULES));
     }
 
+    /// Ragged masks (touching blobs with pixels flipped at random: one-pixel necks, holes,
+    /// diagonal links, specks, objects on the crop's edge), cut with small parts allowed:
+    /// every pixel ends in exactly one part, every part label is used, nothing panics.
+    #[test]
+    fn ragged_masks_are_cut_into_parts_that_cover_them() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let rules = Rules {
+            depth: 2.0,
+            min_part: 40,
+        };
+        let mut cut = 0;
+        for round in 0..300 {
+            let (w, h) = (rng.random_range(20..70), rng.random_range(20..70));
+            let mut blobs: Vec<(f64, f64, f64, f64)> = Vec::new();
+            for _ in 0..rng.random_range(1..5) {
+                let (a, b) = (rng.random_range(8.0..16.0), rng.random_range(4.0..8.0));
+                let (cx, cy) = (
+                    rng.random_range(0.0..w as f64),
+                    rng.random_range(0.0..h as f64),
+                );
+                blobs.push((cx, cy, a, b));
+                // Often a second one pressed against it, as in the cases the cuts are for.
+                if rng.random_bool(0.6) {
+                    blobs.push((cx + rng.random_range(-3.0..3.0), cy + 1.6 * b, a, b));
+                }
+            }
+            let flip = rng.random_range(0.0..0.05);
+            let mask: Vec<u8> = ellipses(w, h, &blobs)
+                .into_iter()
+                .map(|m| if rng.random_bool(flip) { 1 - m } else { m })
+                .collect();
+            let (labels, count) = split_mask(&mask, w, &rules);
+            assert!(
+                labels
+                    .iter()
+                    .zip(&mask)
+                    .all(|(&l, &m)| (l != 0) == (m != 0)),
+                "round {round}: a pixel was added or lost"
+            );
+            assert!(
+                areas(&labels, count).iter().all(|&a| a > 0),
+                "round {round}: an empty part"
+            );
+            cut += usize::from(count > 1);
+        }
+        assert!(
+            cut >= 5,
+            "only {cut} of 300 masks were cut: the cuts were hardly tried"
+        );
+    }
+
     #[test]
     fn the_contour_is_the_ordered_outer_boundary() {
         // A 3×3 square with a hole in the middle, in a 5×5 crop: 8 boundary pixels,
