@@ -11,6 +11,7 @@ pub mod atomic_file;
 pub mod bit_rows;
 pub mod cohort;
 pub mod commands;
+pub mod convex_hull;
 pub mod device;
 pub mod error_text;
 pub mod instance_scores;

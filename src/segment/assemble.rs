@@ -147,7 +147,7 @@ pub struct OutputRows {
     /// Per row of the current band, the index of its first values in the band's (and, last,
     /// their count).
     row_starts: Vec<usize>,
-    /// Per pixel of the current source row, the index of its values in the band's.
+    /// Per pixel of the source row, the index of its values in the band's.
     rank: Vec<usize>,
 }
 
@@ -210,23 +210,25 @@ impl OutputRows {
                 break;
             }
             let in_band = (source - band.y) as usize;
-            // Upsampling repeats source rows: unpack each once.
+            // Upsampling repeats source rows: unpack (and rank) each once.
             if self.source_row != Some(source) {
                 band.rows.unpack(in_band, 0, &mut self.source);
                 self.source_row = Some(source);
+                if band.values.is_some() {
+                    // Where each foreground pixel of the source row keeps its values.
+                    let first = self.row_starts[in_band];
+                    self.rank.clear();
+                    self.rank.extend(self.source.iter().scan(first, |next, &m| {
+                        let here = *next;
+                        *next += usize::from(m != 0);
+                        Some(here)
+                    }));
+                }
             }
             let src = &self.source;
             self.rows.clear();
             self.rows.extend(columns.iter().map(|&x| src[x as usize]));
             let values = band.values.map(|v| {
-                // Where each foreground pixel of the source row keeps its values.
-                let first = self.row_starts[in_band];
-                self.rank.clear();
-                self.rank.extend(src.iter().scan(first, |next, &m| {
-                    let here = *next;
-                    *next += usize::from(m != 0);
-                    Some(here)
-                }));
                 self.values.score.clear();
                 self.values.hematoxylin.clear();
                 for &x in columns.iter().filter(|&&x| src[x as usize] != 0) {

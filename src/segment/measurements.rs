@@ -22,6 +22,7 @@
 
 use super::components::{Pixels, Run};
 use super::pixel_values::{hematoxylin_of, score_of};
+use crate::convex_hull::convex_hull;
 
 /// Measurements of one nucleus in mask pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -245,14 +246,17 @@ fn crossings(row: &[Run], other: &[Run], shift: i64) -> u64 {
 /// hull of the pixels of `runs`, by Pick's theorem: twice the area plus the boundary points,
 /// halved, plus one. Only the ends of each run can be hull vertices.
 fn lattice_points_in_hull(runs: &[Run]) -> u64 {
-    let mut points: Vec<(i64, i64)> = runs
+    let points: Vec<(i64, i64)> = runs
         .iter()
         .flat_map(|r| {
             let y = r.y as i64;
             [(i64::from(r.x0), y), (i64::from(r.x1) - 1, y)]
         })
         .collect();
-    let hull = convex_hull(&mut points);
+    let hull: Vec<(i64, i64)> = convex_hull(&points)
+        .into_iter()
+        .map(|i| points[i])
+        .collect();
     let n = hull.len();
     if n < 3 {
         // A point or a segment: every lattice point on it.
@@ -273,38 +277,6 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
         (a, b) = (b, a % b);
     }
     a
-}
-
-/// Convex hull of `points` (Andrew's monotone chain), without collinear points.
-fn convex_hull(points: &mut [(i64, i64)]) -> Vec<(i64, i64)> {
-    points.sort_unstable();
-    let cross = |o: (i64, i64), a: (i64, i64), b: (i64, i64)| {
-        (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0)
-    };
-    let mut hull: Vec<(i64, i64)> = Vec::with_capacity(points.len() + 1);
-    for pass in 0..2 {
-        let floor = hull.len();
-        let mut add = |p: (i64, i64)| {
-            while hull.len() >= floor + 2
-                && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0
-            {
-                hull.pop();
-            }
-            hull.push(p);
-        };
-        if pass == 0 {
-            points.iter().copied().for_each(&mut add);
-        } else {
-            points.iter().rev().copied().for_each(&mut add);
-        }
-        // The last point of each chain starts the other.
-        hull.pop();
-    }
-    if hull.is_empty() {
-        // A single distinct point.
-        hull.push(points[0]);
-    }
-    hull
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
 //! pixel of the object ends up in exactly one part.
 
 use super::SeparationParams;
+use crate::convex_hull::convex_hull;
 use std::collections::VecDeque;
 
 /// Recursion limit: a blob of more than 2⁴ = 16 nuclei is left to the watershed's parts.
@@ -190,32 +191,20 @@ fn outer_contour(object: &[bool], width: usize, height: usize) -> Vec<(i64, i64)
             && (y as usize) < height
             && object[y as usize * width + x as usize]
     };
-    let mut seen = vec![false; object.len()];
+    let mask: Vec<u8> = object.iter().map(|&b| u8::from(b)).collect();
+    let (labels, count) = super::label_components(&mask, width, height);
+    // Each component's first pixel in raster order (its west neighbour is background), and
+    // its area.
+    let mut first = vec![usize::MAX; count as usize + 1];
+    let mut area = vec![0usize; count as usize + 1];
+    for (i, &l) in labels.iter().enumerate().filter(|&(_, &l)| l != 0) {
+        first[l as usize] = first[l as usize].min(i);
+        area[l as usize] += 1;
+    }
     let mut best: Vec<(i64, i64)> = Vec::new();
-    let mut queue = Vec::new();
-    for start in 0..object.len() {
-        if !object[start] || seen[start] {
-            continue;
-        }
-        // The first pixel of a new component: its west neighbour is background.
-        let s = ((start % width) as i64, (start / width) as i64);
-        let mut area = 0usize;
-        seen[start] = true;
-        queue.push(start);
-        while let Some(i) = queue.pop() {
-            area += 1;
-            let (x, y) = ((i % width) as i64, (i / width) as i64);
-            for (dx, dy) in STEPS {
-                if inside(x + dx, y + dy) {
-                    let j = (y + dy) as usize * width + (x + dx) as usize;
-                    if !seen[j] {
-                        seen[j] = true;
-                        queue.push(j);
-                    }
-                }
-            }
-        }
-        let contour = trace(&inside, s, area);
+    for label in 1..=count as usize {
+        let start = ((first[label] % width) as i64, (first[label] / width) as i64);
+        let contour = trace(&inside, start, area[label]);
         if contour.len() > best.len() {
             best = contour;
         }
@@ -264,34 +253,6 @@ fn trace(inside: &impl Fn(i64, i64) -> bool, start: (i64, i64), area: usize) -> 
     contour
 }
 
-/// Indices into `points` of the vertices of their convex hull (Andrew's monotone chain,
-/// collinear and repeated points left out), counter-clockwise in (x, y).
-fn hull(points: &[(i64, i64)]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..points.len()).collect();
-    order.sort_by_key(|&i| (points[i], i));
-    if order.len() < 3 {
-        return order;
-    }
-    let cross = |o: usize, a: usize, b: usize| {
-        let (o, a, b) = (points[o], points[a], points[b]);
-        (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0)
-    };
-    let mut chain: Vec<usize> = Vec::with_capacity(2 * order.len());
-    for pass in [order.clone(), order.into_iter().rev().collect()] {
-        let floor = chain.len();
-        for i in pass {
-            while chain.len() >= floor + 2
-                && cross(chain[chain.len() - 2], chain[chain.len() - 1], i) <= 0
-            {
-                chain.pop();
-            }
-            chain.push(i);
-        }
-        chain.pop(); // each half's last point starts the other half
-    }
-    chain
-}
-
 /// Area of the polygon `vertices` (in order), by the shoelace formula.
 fn polygon_area(points: &[(i64, i64)], vertices: &[usize]) -> f64 {
     let twice: i64 = (0..vertices.len())
@@ -311,7 +272,7 @@ fn polygon_area(points: &[(i64, i64)], vertices: &[usize]) -> f64 {
 /// edge's line (the first of equals) and that distance.
 fn defects(contour: &[(i64, i64)], min_depth: f64) -> Vec<((i64, i64), f64)> {
     let n = contour.len();
-    let mut vertices = hull(contour);
+    let mut vertices = convex_hull(contour);
     if vertices.len() < 3 {
         return Vec::new();
     }
@@ -509,7 +470,7 @@ fn solidity(part: &[bool], width: usize) -> f64 {
         let (x0, x1, y) = (x0 as i64, x1 as i64 + 1, y as i64);
         corners.extend([(x0, y), (x0, y + 1), (x1, y), (x1, y + 1)]);
     }
-    let vertices = hull(&corners);
+    let vertices = convex_hull(&corners);
     area as f64 / polygon_area(&corners, &vertices)
 }
 
