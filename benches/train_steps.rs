@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use slidestream::model::{fast_layout, DILATIONS, HIDDEN_CHANNELS};
 use slidestream::train::{contrastive_objective, Batch, TrainConfig, Trainer};
-use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
 /// Seconds `f` takes, its result forced to the host (CUDA kernels run asynchronously).
@@ -49,7 +48,10 @@ fn phase_breakdown(
     batch: &impl Fn() -> Batch,
     repeats: usize,
 ) -> anyhow::Result<String> {
-    let net = &trainer.net;
+    let net = trainer
+        .net
+        .confidence_net()
+        .expect("the contrastive method trains the confidence network");
     let forward = |x: &Tensor| net.confidence(&net.normalise(x), true);
     let device = config.device;
     let fwd = phase_ms(device, repeats, || {

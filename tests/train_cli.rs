@@ -392,7 +392,7 @@ fn settings_no_run_can_use_are_refused_before_anything_is_written() {
     let out = dir.path().join("run");
     let missing_val = dir.path().join("no-such-folder");
     let missing_val = missing_val.to_str().unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["--stride", "0"], "--stride must be at least 1"),
         (
             &["--patch-size", "120", "--crop", "100"],
@@ -404,6 +404,11 @@ fn settings_no_run_can_use_are_refused_before_anything_is_written() {
             "--topk 50 must be between 1 and 8",
         ),
         (&["--topk", "5"], "--topk is read by --sampler topk only"),
+        (
+            &["--student", "unet"],
+            "--student unet is the self-training method's",
+        ),
+        (&["--width", "8"], "--width is the UNet's"),
         (&["--epoch-crops", "0"], "--epoch-crops must be at least 1"),
         (
             &["--min-tissue", "1.5"],

@@ -7,10 +7,10 @@ use std::cell::Cell;
 use std::path::Path;
 
 use rand_chacha::ChaCha8Rng;
-use slidestream::model::Method;
+use slidestream::model::{LoadedModel, Method};
 use slidestream::train::{
-    has_checkpoint, steps_done, train, Batch, CropSource, DataError, LabeledFolder, TrainConfig,
-    TrainError,
+    has_checkpoint, steps_done, train, Batch, CropSource, DataError, LabeledFolder, Student,
+    TrainConfig, TrainError,
 };
 use tch::Device;
 
@@ -29,8 +29,9 @@ fn config(seed: u64, epochs: usize) -> TrainConfig {
 
 fn weights(run_dir: &Path) -> Vec<(String, tch::Tensor)> {
     let (model, _) = slidestream::model::load_run(run_dir, Device::Cpu).unwrap();
-    let slidestream::model::LoadedModel::Network { vs, .. } = model else {
-        panic!()
+    let vs = match model {
+        LoadedModel::Network { vs, .. } | LoadedModel::Unet { vs, .. } => vs,
+        LoadedModel::GrayThreshold => panic!("{} holds no weights", run_dir.display()),
     };
     let mut vars: Vec<_> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
@@ -99,6 +100,16 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
 fn an_interrupted_self_training_run_resumes_to_the_uninterrupted_result() {
     resumes_to_the_uninterrupted_result(&TrainConfig {
         method: Method::SelfTraining,
+        ..config(5, 5)
+    });
+}
+
+/// And a UNet student's weights, weight average and Adam moments.
+#[test]
+fn an_interrupted_unet_student_resumes_to_the_uninterrupted_result() {
+    resumes_to_the_uninterrupted_result(&TrainConfig {
+        method: Method::SelfTraining,
+        student: Student::Unet { width: 4 },
         ..config(5, 5)
     });
 }

@@ -14,7 +14,7 @@ use slidestream::stain::hematoxylin_cut_of_regions;
 use slidestream::train::{
     finished_mark, finished_runs, percentile, read_metrics, seed_dir, train, train_seeds, Batch,
     CropSource, FolderImage, LabelFreeRule, LabeledFolder, LabeledSet, Progress, SeedRun,
-    StepOutcome, TrainConfig, Trainer, STAIN_CALIBRATION,
+    StepOutcome, Student, TrainConfig, Trainer, STAIN_CALIBRATION,
 };
 use tch::{Device, Kind};
 
@@ -417,6 +417,17 @@ fn hematoxylin_method_learns_nuclei_without_masks() {
 /// epoch whatever the masks say (they only score it).
 #[test]
 fn self_training_learns_nuclei_and_keeps_the_last_epoch() {
+    self_training_learns_the_disks(Student::ConfidenceNet);
+}
+
+/// The same with the UNet as the student: the card describes a UNet that `segment` loads,
+/// and its nucleus class scores what validation scored.
+#[test]
+fn a_unet_student_learns_nuclei_and_segments_as_validated() {
+    self_training_learns_the_disks(Student::Unet { width: 4 });
+}
+
+fn self_training_learns_the_disks(student: Student) {
     let _rng = common::torch_rng();
     let labeled = common::disks(4, 64, 6, 10, 5);
     let val = labeled.labeled().unwrap();
@@ -424,6 +435,7 @@ fn self_training_learns_nuclei_and_keeps_the_last_epoch() {
     let config = TrainConfig {
         epochs: 60,
         lr: 1e-2,
+        student,
         ..small(Method::SelfTraining)
     };
     let unlabeled = without_masks(&labeled);
@@ -444,7 +456,15 @@ fn self_training_learns_nuclei_and_keeps_the_last_epoch() {
     let last = summary.epochs.last().unwrap();
     assert!(last.val_dice[0] > 0.8, "last epoch: {:?}", last.val_dice);
     let (_, card) = load_run(dir.path(), Device::Cpu).unwrap();
-    assert_eq!((card.method, card.channels), (Method::SelfTraining, 1));
+    let (architecture, channels, channel, width) = match student {
+        Student::ConfidenceNet => (Architecture::ConfidenceNet, 1, 0, None),
+        Student::Unet { width } => (Architecture::Unet, 2, 1, Some(width)),
+    };
+    assert_eq!(card.method, Method::SelfTraining);
+    assert_eq!(
+        (card.architecture, card.channels, card.channel, card.width),
+        (architecture, channels, channel, width)
+    );
     assert_eq!(card.epoch, Some(59));
     assert_eq!(card.selection, Some(Selection::LastEpoch));
     assert_eq!(card.val_dice, last.val_dice);

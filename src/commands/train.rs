@@ -13,7 +13,7 @@ use crate::train::sources::{self, folder_mpp, write_stream_report, Interruptible
 use crate::train::{
     has_checkpoint, stain_calibration_of, train, train_seeds, CropSource, LabelFreeRule,
     LabeledFolder, LabeledSet, PartlyLabeled, Progress, SamplerKind, SeedJob, SeedRun, Similarity,
-    TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
+    Student, TrainConfig, TrainError, TrainSummary, PROBE_CROPS,
 };
 use anyhow::{anyhow, bail, Context};
 use std::path::{Path, PathBuf};
@@ -114,9 +114,15 @@ pub struct TrainArgs {
     /// cdcl/SupOnly/self-training: side of the sub-images the labeled images are cut into.
     #[arg(long, default_value_t = 250)]
     pub tile: u32,
-    /// cdcl/SupOnly: width w of the UNet (8: 121k parameters, 16: 4× that).
-    #[arg(long, default_value_t = crate::model::DEFAULT_UNET_WIDTH as usize)]
-    pub width: usize,
+    /// Self-training: the student network. confidence-net (default) = seed 000's network,
+    /// which `segment` runs through a hand-written CPU kernel; unet = seed 003's UNet of
+    /// --width (8 costs `segment` about 1.2× as much per pixel, 16 about 3×).
+    #[arg(long, value_enum, default_value = "confidence-net")]
+    pub student: StudentChoice,
+    /// Width w of the UNet (8: 121k parameters, 16: 4× that) [default: 16 for
+    /// cdcl/SupOnly, 8 for --student unet].
+    #[arg(long)]
+    pub width: Option<usize>,
     /// cdcl: unlabeled crops per optimizer step.
     #[arg(long, default_value_t = 8)]
     pub unlabeled_batch: usize,
@@ -149,6 +155,17 @@ pub struct TrainArgs {
     pub mpp: Option<f64>,
 }
 
+/// `--student`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StudentChoice {
+    ConfidenceNet,
+    Unet,
+}
+
+/// The UNet student's width when --width is not given: the widest within `segment`'s cost
+/// budget of 1.3× the confidence network (docs/benchmarks.md#student-candidates).
+const DEFAULT_STUDENT_WIDTH: usize = 8;
+
 impl TrainArgs {
     /// Semi-supervised (cdcl, or supervised with a labeled fraction).
     fn is_semi(&self) -> bool {
@@ -180,6 +197,12 @@ impl TrainArgs {
             stride: self.stride,
             lr: self.lr.unwrap_or(defaults.lr),
             weight_decay: self.weight_decay,
+            student: match self.student {
+                StudentChoice::ConfidenceNet => Student::ConfidenceNet,
+                StudentChoice::Unet => Student::Unet {
+                    width: self.width.unwrap_or(DEFAULT_STUDENT_WIDTH),
+                },
+            },
             ..defaults
         })
     }
@@ -194,7 +217,9 @@ impl TrainArgs {
             crop: self.crop.unwrap_or(defaults.crop),
             labeled_batch: self.batch.unwrap_or(defaults.labeled_batch),
             unlabeled_batch: self.unlabeled_batch,
-            width: self.width,
+            width: self
+                .width
+                .unwrap_or(crate::model::DEFAULT_UNET_WIDTH as usize),
             epochs: self.epochs.unwrap_or(defaults.epochs),
             epoch_steps: self.epoch_steps,
             max_steps: self.max_steps,
@@ -229,6 +254,23 @@ impl TrainArgs {
                 "--min-tissue {} must be between 0 and 1: the share of a crop that is tissue",
                 self.min_tissue
             ));
+        }
+        if self.student == StudentChoice::Unet && self.method != Method::SelfTraining {
+            return wrong(format!(
+                "--student unet is the self-training method's; --method {} trains its own \
+                 network (cdcl's UNet takes --width)",
+                self.method
+            ));
+        }
+        if self.width.is_some()
+            && !self.is_semi()
+            && !(self.method == Method::SelfTraining && self.student == StudentChoice::Unet)
+        {
+            return wrong(
+                "--width is the UNet's: for --method cdcl, supervised with --labeled-fraction, \
+                 or self-training with --student unet"
+                    .into(),
+            );
         }
         if !self.unlabeled.is_empty() && self.method != Method::Cdcl {
             return wrong("--unlabeled adds unlabeled slides to --method cdcl only".into());

@@ -229,13 +229,24 @@ impl UNet {
     /// right and bottom with white up to the alignment (what a tiled reader sees past a
     /// slide's edge) and the prediction cropped back.
     pub fn probabilities(&self, images: &Tensor) -> Tensor {
+        self.padded_forward(images, false)
+    }
+
+    /// The nucleus probability (B×1×H×W) of images of any size, padded as in
+    /// [`Self::probabilities`]; in training mode when `train` (the self-training student's
+    /// crops are 300 px, not a multiple of the alignment).
+    pub fn nucleus_probability(&self, images: &Tensor, train: bool) -> Tensor {
+        self.padded_forward(images, train).narrow(1, 1, 1)
+    }
+
+    fn padded_forward(&self, images: &Tensor, train: bool) -> Tensor {
         let (h, w) = (images.size()[2], images.size()[3]);
         let align = i64::from(UNET_ALIGN);
         let (pad_h, pad_w) = ((align - h % align) % align, (align - w % align) % align);
         let padded = images.constant_pad_nd([0, pad_w, 0, pad_h]);
         let _ = padded.narrow(2, h, pad_h).fill_(1.0);
         let _ = padded.narrow(3, w, pad_w).fill_(1.0);
-        self.forward_t(&padded, false)
+        self.forward_t(&padded, train)
             .narrow(2, 0, h)
             .narrow(3, 0, w)
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::error::TrainError;
 use super::sampler::CandidateGrid;
 pub use super::sampler::SamplerKind;
+pub use super::student::Student;
 pub use crate::model::Method;
 
 /// Patch similarity s(a, b) on attended images (paper appendix C).
@@ -50,7 +51,18 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// ε of the input mapping (1−ε)x+ε.
     pub epsilon: f64,
+    /// The network trained (the UNet for self-training only); left out of `config.json`
+    /// when it is the confidence network, as in runs from before it could be chosen.
+    #[serde(skip_serializing_if = "is_confidence_net")]
+    pub student: Student,
 }
+
+fn is_confidence_net(student: &Student) -> bool {
+    *student == Student::ConfidenceNet
+}
+
+/// Widths a UNet student may have: one channel up to far more than two CPU cores train.
+const UNET_WIDTHS: std::ops::RangeInclusive<usize> = 1..=256;
 
 /// Default epochs of the self-training method: with stain calibration its validation Dice
 /// levels off by about epoch 30 (docs/benchmarks.md#self-training).
@@ -79,6 +91,7 @@ impl Default for TrainConfig {
             lr: 2e-4,
             weight_decay: 1e-4,
             epsilon: crate::model::DEFAULT_EPSILON,
+            student: Student::ConfidenceNet,
         }
     }
 }
@@ -120,6 +133,23 @@ impl TrainConfig {
         }
         if self.crop == 0 {
             return bad("--crop must be at least 1".into());
+        }
+        if let Student::Unet { width } = self.student {
+            if self.method != Method::SelfTraining {
+                return bad(format!(
+                    "--student unet is the self-training method's; --method {} trains the \
+                     confidence network (cdcl trains its own UNet: use --method cdcl --width)",
+                    self.method
+                ));
+            }
+            if !UNET_WIDTHS.contains(&width) {
+                return bad(format!(
+                    "--width {width} must be between {} and {} (8 costs `segment` about 1.2× \
+                     the confidence network, 16 about 3×)",
+                    UNET_WIDTHS.start(),
+                    UNET_WIDTHS.end()
+                ));
+            }
         }
         Ok(())
     }

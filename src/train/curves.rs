@@ -105,23 +105,26 @@ impl Curves {
             ));
         }
         scores.retain(|s| !s.points.is_empty());
+        // A run that records one map records the card's mask: the UNet student's nucleus
+        // probability is the saved network's channel 1.
+        let column = if channels == 1 { 0 } else { card.channel };
         let selected = card.epoch.map(|epoch| {
             let at = metrics.iter().find(|m| m.epoch == epoch);
             let (score, by) = match card.selection {
                 Some(Selection::ValidationDice) => (
-                    at.and_then(|m| m.val_dice.get(card.channel)),
+                    at.and_then(|m| m.val_dice.get(column)),
                     "by validation Dice",
                 ),
                 Some(Selection::HematoxylinAgreement) => (
-                    at.and_then(|m| m.hematoxylin_agreement.get(card.channel)),
+                    at.and_then(|m| m.hematoxylin_agreement.get(column)),
                     "by label-free agreement",
                 ),
                 // Not chosen by a score: ring the channel's Dice, else its agreement.
                 Some(Selection::LastEpoch) | None => (
                     at.and_then(|m| {
                         m.val_dice
-                            .get(card.channel)
-                            .or(m.hematoxylin_agreement.get(card.channel))
+                            .get(column)
+                            .or(m.hematoxylin_agreement.get(column))
                     }),
                     if card.selection.is_some() {
                         "the last epoch"

@@ -25,11 +25,12 @@ pub mod sources;
 pub mod stain_jitter;
 pub mod stain_teacher;
 mod step;
+mod student;
 mod threshold;
 mod validate;
 
 pub use checkpoint::{has_checkpoint, steps_done};
-pub use config::{Method, SamplerKind, Similarity, TrainConfig};
+pub use config::{Method, SamplerKind, Similarity, Student, TrainConfig};
 pub use curves::draw_curves;
 pub use data::{
     Batch, CropSource, DataError, FolderImage, Labeled, LabeledCrops, LabeledFolder, LabeledSet,
@@ -51,5 +52,6 @@ pub use seeds::{
 };
 pub use self_training::{stain_calibration_of, STAIN_CALIBRATION};
 pub use step::{contrastive_objective, StepOutcome, Trainer};
+pub use student::TrainedNet;
 pub use threshold::{fit_gray_threshold, ThresholdFit};
 pub use validate::{dice_per_image, validation_dice};

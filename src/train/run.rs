@@ -119,25 +119,27 @@ pub fn train(
     create_run_dir(run_dir, &record)?;
     let start = Instant::now();
     let stain_calibration = stain_calibration_of(config.method);
-    let card = |channels: usize| ModelCard {
-        architecture: Architecture::ConfidenceNet,
-        method: config.method,
-        channels,
-        channel: 0,
-        threshold: CONFIDENCE_THRESHOLD,
-        input_normalisation: InputNormalisation::Epsilon {
-            epsilon: config.epsilon,
-        },
-        epoch: None,
-        val_dice: Vec::new(),
-        seed: config.seed,
-        data: data.describe(),
-        slidestream_version: env!("CARGO_PKG_VERSION").to_string(),
-        train_mpp: data.mpp(),
-        selection: None,
-        hematoxylin_agreement: Vec::new(),
-        width: None,
-        stain_calibration,
+    // `map`: which of the network's trained maps the card names as the nucleus mask.
+    let card = |channels: usize, map: usize| {
+        let shape = config.student.card_shape(channels, config.epsilon);
+        ModelCard {
+            architecture: shape.architecture,
+            method: config.method,
+            channels: shape.channels,
+            channel: config.student.card_channel(map),
+            threshold: CONFIDENCE_THRESHOLD,
+            input_normalisation: shape.input_normalisation,
+            epoch: None,
+            val_dice: Vec::new(),
+            seed: config.seed,
+            data: data.describe(),
+            slidestream_version: env!("CARGO_PKG_VERSION").to_string(),
+            train_mpp: data.mpp(),
+            selection: None,
+            hematoxylin_agreement: Vec::new(),
+            width: shape.width,
+            stain_calibration,
+        }
     };
     let summary = |best, label_free, steps, skipped_steps, epochs| TrainSummary {
         method: config.method,
@@ -160,7 +162,7 @@ pub fn train(
             input_normalisation: InputNormalisation::Luma,
             val_dice: vec![fit.dice],
             selection: Some(Selection::ValidationDice),
-            ..card(1)
+            ..card(1, 0)
         };
         save_run(run_dir, None, &card)?;
         let best = Best {
@@ -293,12 +295,11 @@ pub fn train(
         };
         if save {
             let card = ModelCard {
-                channel,
                 epoch: Some(epoch),
                 val_dice: metrics.val_dice.clone(),
                 selection: Some(selection),
                 hematoxylin_agreement: metrics.hematoxylin_agreement.clone(),
-                ..card(channels)
+                ..card(channels, channel)
             };
             save_run(run_dir, Some(trainer.model_weights()), &card)?;
         }

@@ -16,13 +16,13 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tch::nn::ModuleT;
 use tch::{Kind, Reduction, Tensor};
 
 use super::cdcl::geometric;
 use super::stain_jitter::stain_jitter;
 use super::stain_teacher::{stain_targets, IGNORE_BAND, TEACHER_SIGMA_PX};
-use crate::model::{ConfidenceNet, Method, StainCalibration};
+use super::student::TrainedNet;
+use crate::model::{Method, StainCalibration};
 
 /// The hematoxylin cut every training image and segmented slide is calibrated to: about
 /// the median of MoNuSeg's 30 training images (0.052), so gammas stay near 1 on typical
@@ -49,12 +49,7 @@ pub fn stain_calibration_of(method: Method) -> Option<StainCalibration> {
 /// The teacher sees each crop as it is; the student sees it rotated by up to ±15°, flipped
 /// and stain-jittered, and is scored against the teacher's targets moved with the same
 /// geometry (nearest neighbour, so targets stay 0 or 1).
-pub fn self_training_loss(
-    student: &ConfidenceNet,
-    images: &Tensor,
-    seed: u64,
-    step: u64,
-) -> Tensor {
+pub fn self_training_loss(student: &TrainedNet, images: &Tensor, seed: u64, step: u64) -> Tensor {
     let teacher = tch::no_grad(|| stain_targets(images, TEACHER_SIGMA_PX, IGNORE_BAND));
     view_loss(
         student,
@@ -69,7 +64,7 @@ pub fn self_training_loss(
 /// (B×1×S×S in {0,1}): binary cross-entropy over every pixel, the student seeing the same
 /// kind of view as of the crops (drawn from a stream of its own).
 pub fn labeled_loss(
-    student: &ConfidenceNet,
+    student: &TrainedNet,
     images: &Tensor,
     masks: &Tensor,
     seed: u64,
@@ -96,7 +91,7 @@ fn step_rng(seed: u64, step: u64, stream: u64) -> ChaCha8Rng {
 /// of square `images` against `target` and `weight` moved with the same geometry, per unit
 /// of weight.
 fn view_loss(
-    student: &ConfidenceNet,
+    student: &TrainedNet,
     images: &Tensor,
     target: &Tensor,
     weight: &Tensor,

@@ -1,6 +1,6 @@
 //! One optimizer step: the network, its optimizer and the per-method objective.
 
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Kind, Reduction, Tensor};
 
 use super::adam::Adam;
@@ -13,6 +13,7 @@ use super::loss::{contrastive_loss, LossParts};
 use super::patches::attended_patches;
 use super::sampler::{sample_patches, CandidateGrid};
 use super::self_training::{labeled_loss, self_training_loss, stain_calibration_of, AVERAGE_FROM};
+use super::student::TrainedNet;
 use crate::model::{ConfidenceNet, StainCalibration};
 use crate::stain::calibrate_to;
 
@@ -82,14 +83,14 @@ pub fn contrastive_objective(
 #[derive(Debug)]
 pub struct WeightAverage {
     pub vs: nn::VarStore,
-    pub net: ConfidenceNet,
+    pub net: TrainedNet,
 }
 
 /// Network + Adam, stepping on batches.
 #[derive(Debug)]
 pub struct Trainer {
     pub vs: nn::VarStore,
-    pub net: ConfidenceNet,
+    pub net: TrainedNet,
     /// What the self-training method saves; `None` for the other methods.
     pub average: Option<WeightAverage>,
     pub(super) optimizer: Adam,
@@ -106,11 +107,14 @@ impl Trainer {
             Method::Supervised | Method::Hematoxylin | Method::SelfTraining => 1,
             _ => config.channels as i64,
         };
-        let net = ConfidenceNet::new(&vs.root(), channels, config.epsilon);
+        let build = |vs: &nn::VarStore| {
+            TrainedNet::new(&vs.root(), config.student, channels, config.epsilon)
+        };
+        let net = build(&vs);
         let optimizer = Adam::new(&vs, config.lr, config.weight_decay);
         let average = (config.method == Method::SelfTraining).then(|| {
             let mut average_vs = nn::VarStore::new(config.device);
-            let net = ConfidenceNet::new(&average_vs.root(), channels, config.epsilon);
+            let net = build(&average_vs);
             ema_update(&mut average_vs, &vs, 1.0, 0);
             WeightAverage {
                 vs: average_vs,
@@ -169,7 +173,12 @@ impl Trainer {
     pub fn step(&mut self, batch: &Batch) -> Result<StepOutcome, TrainError> {
         let (loss, intra, inter) = match self.config.method {
             Method::Contrastive => {
-                match contrastive_objective(&self.net, &self.config, &batch.images)? {
+                let net = self.net.confidence_net().ok_or_else(|| {
+                    TrainError::Config(
+                        "the contrastive method trains the confidence network".into(),
+                    )
+                })?;
+                match contrastive_objective(net, &self.config, &batch.images)? {
                     None => return Ok(StepOutcome::Skipped),
                     Some(p) => {
                         let intra = f64::try_from(&p.intra)?;
