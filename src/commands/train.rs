@@ -255,12 +255,13 @@ impl TrainArgs {
                 self.min_tissue
             ));
         }
-        if self.student == StudentChoice::Unet && self.method != Method::SelfTraining {
-            return wrong(format!(
-                "--student unet is the self-training method's; --method {} trains its own \
-                 network (cdcl's UNet takes --width)",
-                self.method
-            ));
+        // The other methods refuse it in `TrainConfig::check`; these build no TrainConfig.
+        if self.student == StudentChoice::Unet && self.is_semi() {
+            return wrong(
+                "--student unet is the self-training method's; cdcl and SupOnly train their \
+                 own UNet (set its width with --width)"
+                    .into(),
+            );
         }
         if self.width.is_some()
             && !self.is_semi()
