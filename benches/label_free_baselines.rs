@@ -6,7 +6,8 @@
 //! - the same with **one** Otsu threshold pooled over all images;
 //! - luma below its per-image Otsu threshold: no labels, no colour;
 //! - the self-training method's stain teacher: hematoxylin smoothed, cut at its per-image
-//!   Otsu threshold, holes filled;
+//!   Otsu threshold, holes filled, each object re-cut half-way between its density and its
+//!   surroundings', holes filled again;
 //! - the paper's intensity threshold: the global luma threshold fit **on the masks**
 //!   (`train --method threshold`).
 //!
@@ -125,8 +126,8 @@ fn main() -> anyhow::Result<()> {
             score(&set.items, &global),
         );
     }
-    // The self-training method's teacher on whole images: smoothed, cut, holes filled (its
-    // ignore band only matters for the loss).
+    // The self-training method's teacher on whole images: smoothed, cut, holes filled, each
+    // object re-cut at its own level (its ignore band only matters for the loss).
     let teacher: Vec<Vec<u8>> = images
         .iter()
         .map(|image| {
@@ -136,7 +137,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     print_row(
         &format!(
-            "stain teacher: hematoxylin σ {TEACHER_SIGMA_PX} px > per-image Otsu, holes filled (no labels)"
+            "stain teacher: hematoxylin σ {TEACHER_SIGMA_PX} px > per-image Otsu, objects re-cut at their own level, holes filled (no labels)"
         ),
         score(&set.items, &teacher),
     );

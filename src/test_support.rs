@@ -1,4 +1,4 @@
-//! Helpers for the unit tests that touch libtorch's random generator.
+//! Helpers for the unit tests: libtorch's random generator, and hand-made shapes.
 //!
 //! libtorch has one generator per process and the test harness runs tests on parallel
 //! threads, so a test that seeds it (or builds layers, whose initialisation draws from it)
@@ -26,4 +26,20 @@ pub fn uniform(shape: &[i64], seed: u64) -> Tensor {
     let count: i64 = shape.iter().product();
     let values: Vec<f32> = (0..count).map(|_| rng.random::<f32>()).collect();
     Tensor::from_slice(&values).view(shape)
+}
+
+/// A `side`² raster (row-major) of a disk of radius `r` centred on the raster: `inside` at
+/// the pixels whose centre lies within it, `outside` elsewhere.
+pub fn disk_raster<T: Copy>(side: usize, r: f64, inside: T, outside: T) -> Vec<T> {
+    let centre = side as f64 / 2.0;
+    (0..side * side)
+        .map(|i| {
+            let (x, y) = ((i % side) as f64 + 0.5, (i / side) as f64 + 0.5);
+            if (x - centre).hypot(y - centre) < r {
+                inside
+            } else {
+                outside
+            }
+        })
+        .collect()
 }

@@ -14,6 +14,7 @@ mod error;
 pub mod label_free;
 mod loss;
 mod metrics;
+mod object_cut;
 mod partly_labeled;
 mod patches;
 mod run;
