@@ -26,6 +26,7 @@ pub mod scores;
 pub mod segment;
 pub mod slide;
 pub mod stain;
+pub mod stain_recut;
 pub mod synth;
 #[cfg(test)]
 mod test_support;

@@ -13,6 +13,8 @@
 //! are built by repeatedly eroding by one pixel on each side, and kept in a small ring of rows,
 //! so one pass touches each input row once and allocates nothing per row.
 
+use crate::stain_recut::StainRecut;
+
 /// The scale the post-processing was tuned at (MoNuSeg's 0.25 µm/px), where its disks have
 /// radii 3 and 1 px.
 pub const POSTPROCESS_TUNED_MPP: f64 = 0.25;
@@ -148,13 +150,16 @@ pub fn close(mask: &[u8], width: usize, height: usize, footprint: &Footprint) ->
 /// paper's `disk(3)` and `disk(1)` at 0.25 µm/px). The radii are in microns so that a 20×
 /// mask is cleaned like a 40× one: at 0.5 µm/px they are 1.5 px (the 3×3 square) and 0.5 px
 /// (the pixel itself, so the second pair does nothing).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Postprocess {
     large: Footprint,
     small: Footprint,
     /// Fill holes up to this extent in pixels before the opening (see
     /// [`Postprocess::filling_holes_up_to`]).
     hole_extent: Option<usize>,
+    /// Re-cut the mask's edges by the hematoxylin before anything else (see
+    /// [`Postprocess::recutting_by_stain`]).
+    recut: Option<StainRecut>,
 }
 
 impl Postprocess {
@@ -167,7 +172,23 @@ impl Postprocess {
             large: disk_in_microns(LARGE_DISK_UM, mpp),
             small: disk_in_microns(SMALL_DISK_UM, mpp),
             hole_extent: None,
+            recut: None,
         }
+    }
+
+    /// The same, first re-cutting the mask's edges by the hematoxylin density around them
+    /// ([`StainRecut`]) on pixels of `mpp` µm; [`Postprocess::apply`] then needs the
+    /// density.
+    pub fn recutting_by_stain(self, mpp: f64) -> Self {
+        Self {
+            recut: Some(StainRecut::at_mpp(mpp)),
+            ..self
+        }
+    }
+
+    /// The stain re-cut, if the mask is re-cut.
+    pub fn stain_recut(&self) -> Option<&StainRecut> {
+        self.recut.as_ref()
     }
 
     /// The same, first filling every hole of the mask that fits in a square of `extent_um`
@@ -193,19 +214,34 @@ impl Postprocess {
     ///
     /// Each of the 8 erode/dilate passes reads within its disk's radius, which fits in the
     /// square of that half-size: 4 × large + 4 × small (16 px at 0.25 µm/px); hole filling
-    /// before them reads up to its extent + 1. So tiles post-processed with a margin of at
-    /// least this many pixels on every side that is not the slide's edge give exactly the
-    /// same pixels as post-processing the whole slide.
+    /// before them reads up to its extent + 1, and the stain re-cut before that its own
+    /// [`StainRecut::reach`]. So tiles post-processed with a margin of at least this many
+    /// pixels on every side that is not the slide's edge give exactly the same pixels as
+    /// post-processing the whole slide.
     pub fn reach(&self) -> u32 {
         let filling = self.hole_extent.map_or(0, |extent| extent + 1);
-        (4 * (self.large.radius() + self.small.radius()) + filling) as u32
+        let recut = self.recut.as_ref().map_or(0, StainRecut::reach);
+        (4 * (self.large.radius() + self.small.radius()) + filling) as u32 + recut
     }
 
-    /// The cleaned mask (0/1).
+    /// The cleaned mask (0/1). `density` is the mask's [`StainRecut::smoothed_density`],
+    /// read only when the mask is re-cut by stain.
     ///
     /// # Panics
-    /// If `mask.len()` is not `width * height`.
-    pub fn apply(&self, mask: &[u8], width: usize, height: usize) -> Vec<u8> {
+    /// If `mask.len()` is not `width * height`, or the mask is re-cut and `density` is
+    /// `None`.
+    pub fn apply(
+        &self,
+        mask: &[u8],
+        width: usize,
+        height: usize,
+        density: Option<&[u16]>,
+    ) -> Vec<u8> {
+        let recut = self.recut.as_ref().map(|recut| {
+            let density = density.expect("the stain re-cut needs the mask's density");
+            recut.apply(mask, density, width, height)
+        });
+        let mask = recut.as_deref().unwrap_or(mask);
         let filled = self.hole_extent.map(|extent| {
             let mut filled: Vec<u8> = mask.iter().map(|&v| if v != 0 { 255 } else { 0 }).collect();
             fill_holes_within(&mut filled, width, height, extent);
@@ -236,7 +272,7 @@ impl Postprocess {
 /// # Panics
 /// If `mask.len()` is not `width * height`.
 pub fn postprocess(mask: &[u8], width: usize, height: usize) -> Vec<u8> {
-    Postprocess::at_mpp(POSTPROCESS_TUNED_MPP).apply(mask, width, height)
+    Postprocess::at_mpp(POSTPROCESS_TUNED_MPP).apply(mask, width, height, None)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -747,10 +783,10 @@ mod tests {
         let blobs = blobs(&mut rng, width, height);
         let post = Postprocess::at_mpp(0.25).filling_holes_up_to(2.0, 0.25);
         assert_eq!(post.hole_extent_px(), Some(8));
-        let whole = post.apply(&blobs, width, height);
+        let whole = post.apply(&blobs, width, height, None);
         assert_ne!(
             whole,
-            Postprocess::at_mpp(0.25).apply(&blobs, width, height)
+            Postprocess::at_mpp(0.25).apply(&blobs, width, height, None)
         );
         let reach = post.reach() as usize;
         for (x0, y0, w, h) in [
@@ -764,7 +800,7 @@ mod tests {
             let window: Vec<u8> = (wy0..wy1)
                 .flat_map(|y| blobs[y * width + wx0..y * width + wx1].to_vec())
                 .collect();
-            let tiled = post.apply(&window, wx1 - wx0, wy1 - wy0);
+            let tiled = post.apply(&window, wx1 - wx0, wy1 - wy0, None);
             for y in y0..y0 + h {
                 for x in x0..x0 + w {
                     let at_window = (y - wy0) * (wx1 - wx0) + (x - wx0);
@@ -948,8 +984,12 @@ mod tests {
                 large: disk(3),
                 small: disk(1),
                 hole_extent: None,
+                recut: None,
             }
         );
+        // The stain re-cut adds its own reach (21 px at 40×).
+        let recutting = Postprocess::at_mpp(0.25).recutting_by_stain(0.25);
+        assert_eq!(recutting.reach(), POSTPROCESS_REACH + 21);
         // 10 µm holes: 40 px at 40×, 20 px at 20×; the reach grows by the extent + 1.
         let filling = Postprocess::at_mpp(0.25).filling_holes_up_to(10.0, 0.25);
         assert_eq!(filling.reach(), POSTPROCESS_REACH + 41);
@@ -973,7 +1013,7 @@ mod tests {
                 let mask: Vec<u8> = (0..side * side)
                     .map(|i| u8::from((10..10 + bar).contains(&(i % side))))
                     .collect();
-                let kept = Postprocess::at_mpp(mpp).apply(&mask, side, side);
+                let kept = Postprocess::at_mpp(mpp).apply(&mask, side, side, None);
                 assert_eq!(kept.contains(&1), survives, "{width_um} µm at {mpp} µm/px");
             }
         }

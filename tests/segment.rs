@@ -238,6 +238,8 @@ fn stain_calibrated_self_training_models_calibrate_once_fill_holes_and_stay_seam
             assert!((gamma - 1.6).abs() < 1e-6, "tile {tile}: gamma {gamma}");
             // 10 µm at the model's 0.25 µm/px, inside the halo.
             assert_eq!(summary.scale.holes_filled_up_to_px, Some(40));
+            // The stain re-cut's window radius and ring at 0.25 µm/px: 15 + 6 px.
+            assert_eq!(summary.scale.stain_recut_reach_px, Some(21));
             read_mask(&out).2
         })
         .collect();

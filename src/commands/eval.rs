@@ -20,7 +20,7 @@ use crate::instances::{
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
 use crate::scores::{Confusion, Scores};
 use crate::segment::{
-    finishing, model_mpp, parse_mpp, plan_geometry, Predictor, TargetScale, Window,
+    finishing, model_mpp, parse_mpp, plan_geometry, recut_density, Predictor, TargetScale, Window,
 };
 use crate::slide::grid::Rect;
 use crate::slide::resolution::image_mpp;
@@ -239,8 +239,11 @@ fn score_image(
         .predict(&[&image], &[whole], stain_gamma)
         .pop()
         .expect("one mask per image");
-    let cleaned_model =
-        finishing(predictor.card(), model_mpp).apply(&raw_model, mw as usize, mh as usize);
+    let finish = finishing(predictor.card(), model_mpp);
+    let density = finish
+        .stain_recut()
+        .map(|recut| recut_density(recut, &image, whole));
+    let cleaned_model = finish.apply(&raw_model, mw as usize, mh as usize, density.as_deref());
     let (raw, cleaned) = (
         geometry.to_output(&raw_model),
         geometry.to_output(&cleaned_model),

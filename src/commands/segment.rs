@@ -117,8 +117,9 @@ pub struct ModelArgs {
     /// Decode and post-processing threads each (default: CPU cores).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Skip the paper's morphological post-processing (opening/closing with disks of 0.75
-    /// and 0.25 µm: 3 and 1 px at 0.25 µm/px).
+    /// Skip the post-processing: the paper's opening/closing with disks of 0.75 and
+    /// 0.25 µm (3 and 1 px at 0.25 µm/px) and, for self-training models, before it the
+    /// mask's edges re-cut by the hematoxylin and nuclear holes up to 10 µm filled.
     #[arg(long)]
     pub raw: bool,
     /// Run the model on every tile and keep all foreground (default: only tiles with

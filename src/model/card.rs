@@ -29,10 +29,11 @@ pub enum Method {
 }
 
 impl Method {
-    /// Whether the method's models were taught nuclei with their holes filled (the
-    /// self-training teacher fills them), so that their masks are finished the same way:
-    /// the network leaves some pale nuclear centres open that its teacher closed.
-    pub fn fills_holes(self) -> bool {
+    /// Whether the method's models were taught by the stain teacher, whose nuclei are re-cut
+    /// at their own stain level and hole-filled, so that their masks are finished the same
+    /// way: the network leaves some pale nuclear centres open that its teacher closed, and
+    /// its edges lie at one confidence where the teacher's lie at each nucleus's own level.
+    pub fn finishes_like_the_stain_teacher(self) -> bool {
         self == Self::SelfTraining
     }
 }

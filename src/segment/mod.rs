@@ -41,6 +41,7 @@ mod summary;
 
 pub use measurements::LengthUnit;
 pub use overlay::{caption_height, with_caption, Caption, Coverage};
+pub use pixel_values::recut_density;
 pub use predict::{Predictor, Window};
 pub use scale::{finishing, model_mpp, parse_mpp, plan_geometry, ScaleUsed, TargetScale};
 pub use summary::{
@@ -268,6 +269,9 @@ pub fn segment_slide(
         Arc::clone(&slide),
         geometry.clone(),
         options.measure,
+        plan.morphology
+            .as_ref()
+            .and_then(|m| m.stain_recut().cloned()),
         workers,
         capacity,
     );

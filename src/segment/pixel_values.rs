@@ -5,8 +5,10 @@
 //! what a mean over a nucleus's hundreds of pixels can resolve), the density to a `u16` in
 //! thousandths (no clamping: the darkest pixel is below 12 OD).
 
+use crate::segment::predict::Window;
 use crate::slide::RgbRegion;
 use crate::stain::{inverse, MIN_INTENSITY, RGB_FROM_HED};
+use crate::stain_recut::StainRecut;
 
 /// Quantisation steps of the score (a probability in [0, 1]).
 pub const SCORE_STEPS: f64 = 255.0;
@@ -82,6 +84,29 @@ impl HematoxylinDensity {
         }
         out
     }
+}
+
+/// The smoothed hematoxylin density of `window` of `region` that `recut` reads (every
+/// pixel of `region` is context for the smoothing). The same for a tile of a slide and for
+/// a whole image: beyond `region` is white, whose density is 0.
+pub fn recut_density(recut: &StainRecut, region: &RgbRegion, window: Window) -> Vec<u16> {
+    let density = HematoxylinDensity::default();
+    let raw: Vec<f32> = region
+        .pixels
+        .chunks_exact(3)
+        .map(|p| density.of([p[0], p[1], p[2]]))
+        .collect();
+    recut.smoothed_density(
+        &raw,
+        region.width as usize,
+        region.height as usize,
+        (
+            window.x as usize,
+            window.y as usize,
+            window.width as usize,
+            window.height as usize,
+        ),
+    )
 }
 
 /// Values of the foreground pixels of a tile's core (or of a band of rows), in raster

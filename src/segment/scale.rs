@@ -9,6 +9,7 @@ use crate::model::{Architecture, ModelCard};
 use crate::morphology::{Postprocess, POSTPROCESS_TUNED_MPP};
 use crate::slide::geometry::{Geometry, MppSource};
 use crate::slide::Slide;
+use crate::stain_recut::StainRecut;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -124,6 +125,9 @@ pub struct ScaleUsed {
     /// The largest hole the post-processing fills, in model pixels, for models taught
     /// hole-filled nuclei; `None` otherwise and with `--raw`.
     pub holes_filled_up_to_px: Option<usize>,
+    /// How far, in model pixels, the stain re-cut of the mask's edges reads around a pixel
+    /// (models taught by the stain teacher); `None` otherwise and with `--raw`.
+    pub stain_recut_reach_px: Option<u32>,
     #[serde(skip)]
     postprocess: Option<Postprocess>,
     /// Context read around each tile: the model's receptive radius plus the
@@ -176,6 +180,9 @@ impl ScaleUsed {
             resampled: !geometry.is_native(),
             postprocess_radii_px: postprocess.as_ref().map(Postprocess::radii_px),
             holes_filled_up_to_px: postprocess.as_ref().and_then(Postprocess::hole_extent_px),
+            stain_recut_reach_px: postprocess
+                .as_ref()
+                .and_then(|p| p.stain_recut().map(StainRecut::reach)),
             halo_px: halo(postprocess.as_ref().map_or(0, Postprocess::reach)),
             min_nucleus_area_px: area_px(options.min_nucleus_area_um2, output_pixel_um2),
             // A missing train_mpp matters only where the model's scale was to be used.
@@ -214,11 +221,14 @@ impl ScaleUsed {
 pub const NUCLEUS_HOLE_EXTENT_UM: f64 = 10.0;
 
 /// The post-processing of `card`'s masks on pixels of `mpp` µm: the paper's opening and
-/// closing, after filling nuclear holes for models taught hole-filled nuclei.
+/// closing; for models taught by the stain teacher, after re-cutting the edges by the
+/// hematoxylin ([`crate::stain_recut`]) and filling nuclear holes, as the teacher does.
 pub fn finishing(card: &ModelCard, mpp: f64) -> Postprocess {
     let paper = Postprocess::at_mpp(mpp);
-    if card.method.fills_holes() {
-        paper.filling_holes_up_to(NUCLEUS_HOLE_EXTENT_UM, mpp)
+    if card.method.finishes_like_the_stain_teacher() {
+        paper
+            .filling_holes_up_to(NUCLEUS_HOLE_EXTENT_UM, mpp)
+            .recutting_by_stain(mpp)
     } else {
         paper
     }

@@ -28,6 +28,8 @@ pub struct TileItem {
     pixels: Option<RgbRegion>,
     /// Quantised hematoxylin density of the core, when nuclei are measured.
     hematoxylin: Option<Vec<u16>>,
+    /// Smoothed hematoxylin density of the window, when the mask is re-cut by stain.
+    stain_density: Option<Vec<u16>>,
     foreground: Option<Vec<u8>>,
     /// Nucleus score of the window, when nuclei are measured.
     score: Option<Vec<f32>>,

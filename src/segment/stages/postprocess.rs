@@ -50,7 +50,7 @@ impl PostProcessing {
         let window = item.window;
         let (ww, wh) = (window.width as usize, window.height as usize);
         let cleaned = match &self.morphology {
-            Some(morphology) => morphology.apply(foreground, ww, wh),
+            Some(morphology) => morphology.apply(foreground, ww, wh, item.stain_density.as_deref()),
             None => foreground.clone(),
         };
         let (core_x, core_y) = item.tile.core_offset();
