@@ -3,7 +3,9 @@
 //! the component tracker next to the mask rows, so they are quantised to keep that traffic
 //! and the open components' memory small: the score to a byte (steps of 1/255, far below
 //! what a mean over a nucleus's hundreds of pixels can resolve), the density to a `u16` in
-//! thousandths (no clamping: the darkest pixel is below 12 OD).
+//! thousandths (no clamping: the darkest pixel is below 12 OD). The same hematoxylin
+//! density, smoothed, is what the stain re-cut of the post-processing reads
+//! ([`recut_density`]).
 
 use crate::segment::predict::Window;
 use crate::slide::RgbRegion;
