@@ -15,14 +15,14 @@
 //! `cargo bench --bench instances [-- DIR]` (default `../shared/data/monuseg-train`;
 //! skipped with a message when the folder is absent).
 
+use slidestream::gaussian::gaussian_smooth;
 use slidestream::instance_scores::InstanceScores;
 use slidestream::instances::{instance_map_path, read_instance_map};
 use slidestream::stain::{hematoxylin, otsu_thresholds};
 use slidestream::train::label_free::hematoxylin_masks;
 use slidestream::train::LabeledFolder;
 use slidestream::watershed::{
-    distance_transform, flood, gaussian_smooth, h_maxima, label_components, separate,
-    SeparationParams,
+    distance_transform, flood, h_maxima, label_components, separate, SeparationParams,
 };
 use std::path::Path;
 use std::time::Instant;

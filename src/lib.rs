@@ -14,6 +14,7 @@ pub mod commands;
 pub mod convex_hull;
 pub mod device;
 pub mod error_text;
+pub mod gaussian;
 pub mod instance_scores;
 pub mod instances;
 pub mod logging;

@@ -14,6 +14,7 @@
 //! it is computed in, as long as that rectangle holds everything within [`StainRecut::reach`]
 //! of it (and the smoothing's own reach of the pixels' densities).
 
+use crate::gaussian::{gaussian_radius, gaussian_smooth};
 use std::ops::RangeInclusive;
 
 /// How far out (and in) an edge may move: 0.75 µm, 3 px at 0.25 µm/px.
@@ -38,7 +39,7 @@ pub struct StainRecut {
     zone: u32,
     ring: RangeInclusive<u32>,
     window_radius: usize,
-    sigma: f64,
+    sigma: f32,
 }
 
 impl StainRecut {
@@ -55,7 +56,7 @@ impl StainRecut {
             zone,
             ring,
             window_radius: px(WINDOW_RADIUS_UM) as usize,
-            sigma: SMOOTHING_SIGMA_UM / mpp,
+            sigma: (SMOOTHING_SIGMA_UM / mpp) as f32,
         }
     }
 
@@ -66,15 +67,16 @@ impl StainRecut {
         self.window_radius as u32 + *self.ring.end()
     }
 
-    /// How far the smoothing reads around a pixel: 4σ.
+    /// How far the smoothing reads around a pixel: about 4σ ([`gaussian_radius`]).
     pub fn smoothing_reach(&self) -> usize {
-        (4.0 * self.sigma).ceil() as usize
+        gaussian_radius(self.sigma)
     }
 
     /// The smoothed density, quantised, of the `window` (x, y, width, height) of a
     /// `width`×`height` map of hematoxylin densities (OD units); beyond the map is 0, as
-    /// white is. Each output pixel is a sum in a fixed order over its own neighbourhood,
-    /// so it does not depend on where the map starts.
+    /// white is. The window is smoothed with [`StainRecut::smoothing_reach`] of the map
+    /// around it, so every tap of its pixels is a pixel of the map (or white beyond it):
+    /// the result does not depend on where the map starts.
     pub fn smoothed_density(
         &self,
         density: &[f32],
@@ -88,42 +90,28 @@ impl StainRecut {
             "density is not {width}×{height}"
         );
         let (wx, wy, ww, wh) = window;
-        let kernel = gaussian_kernel(self.sigma, self.smoothing_reach());
         let r = self.smoothing_reach();
-        // Tap by tap over whole rows, so that the loops vectorise; every pixel still sums its
-        // taps in the same order from 0, wherever its row starts.
-        let mut padded = vec![0f32; ww + 2 * r];
-        let mut along_x = vec![0f32; (wh + 2 * r) * ww];
-        for (i, out_row) in along_x.chunks_exact_mut(ww).enumerate() {
-            let y = (wy + i) as isize - r as isize;
-            if y < 0 || y >= height as isize {
-                continue;
+        let (cw, ch) = (ww + 2 * r, wh + 2 * r);
+        let at = |x: usize, y: usize| {
+            // (x, y) in the context rectangle, which starts r px above and left of the window.
+            let (mx, my) = (
+                (wx + x) as isize - r as isize,
+                (wy + y) as isize - r as isize,
+            );
+            let inside = (0..width as isize).contains(&mx) && (0..height as isize).contains(&my);
+            if inside {
+                density[my as usize * width + mx as usize]
+            } else {
+                0.0
             }
-            let row = &density[y as usize * width..][..width];
-            for (j, value) in padded.iter_mut().enumerate() {
-                let x = (wx + j) as isize - r as isize;
-                *value = if x >= 0 && x < width as isize {
-                    row[x as usize]
-                } else {
-                    0.0
-                };
-            }
-            for (k, &weight) in kernel.iter().enumerate() {
-                for (o, &v) in out_row.iter_mut().zip(&padded[k..k + ww]) {
-                    *o += weight * v;
-                }
-            }
-        }
-        let mut smoothed = vec![0f32; ww * wh];
-        for (y, out_row) in smoothed.chunks_exact_mut(ww).enumerate() {
-            for (k, &weight) in kernel.iter().enumerate() {
-                for (o, &v) in out_row.iter_mut().zip(&along_x[(y + k) * ww..][..ww]) {
-                    *o += weight * v;
-                }
-            }
-        }
+        };
+        let context: Vec<f32> = (0..cw * ch).map(|i| at(i % cw, i / cw)).collect();
+        let smoothed = gaussian_smooth(&context, cw, ch, self.sigma);
         smoothed
-            .iter()
+            .chunks_exact(cw)
+            .skip(r)
+            .take(wh)
+            .flat_map(|row| &row[r..r + ww])
             .map(|&sum| {
                 (sum.max(0.0) * DENSITY_STEPS)
                     .round()
@@ -194,21 +182,10 @@ impl StainRecut {
     }
 }
 
-/// A normalised Gaussian of `sigma` over `-reach..=reach`.
-fn gaussian_kernel(sigma: f64, reach: usize) -> Vec<f32> {
-    let weights: Vec<f64> = (0..=2 * reach)
-        .map(|k| {
-            let d = k as f64 - reach as f64;
-            (-d * d / (2.0 * sigma * sigma)).exp()
-        })
-        .collect();
-    let total: f64 = weights.iter().sum();
-    weights.iter().map(|w| (w / total) as f32).collect()
-}
-
 /// 4-neighbour steps from each pixel to the nearest mask pixel (0 on the mask), counted
-/// up to `cap` (farther pixels read `cap`).
-fn taxicab_steps(mask: &[u8], width: usize, height: usize, cap: u32) -> Vec<u32> {
+/// up to `cap` (farther pixels read `cap`); also how the stain teacher measures the ring
+/// around each of its objects.
+pub fn taxicab_steps(mask: &[u8], width: usize, height: usize, cap: u32) -> Vec<u32> {
     let mut steps: Vec<u32> = mask.iter().map(|&m| if m != 0 { 0 } else { cap }).collect();
     // Two passes: from the top left, then from the bottom right (exact for the L1 metric).
     for y in 0..height {
