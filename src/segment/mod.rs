@@ -43,7 +43,9 @@ pub use measurements::LengthUnit;
 pub use overlay::{caption_height, with_caption, Caption, Coverage};
 pub use pixel_values::recut_density;
 pub use predict::{Predictor, Window};
-pub use scale::{finishing, model_mpp, parse_mpp, plan_geometry, ScaleUsed, TargetScale};
+pub use scale::{
+    finishing, method_finishing, model_mpp, parse_mpp, plan_geometry, ScaleUsed, TargetScale,
+};
 pub use summary::{
     peak_rss_mb, ModelUsed, NucleiSummary, SegmentSummary, Settings, TileCounts, Timings,
 };

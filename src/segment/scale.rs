@@ -5,7 +5,7 @@
 //! actually used. What was decided, and why, goes into the summary (`scale`) and the log.
 
 use super::{Predictor, SegmentError, SegmentOptions};
-use crate::model::{Architecture, ModelCard};
+use crate::model::{Architecture, Method, ModelCard};
 use crate::morphology::{Postprocess, POSTPROCESS_TUNED_MPP};
 use crate::slide::geometry::{Geometry, MppSource};
 use crate::slide::Slide;
@@ -224,8 +224,13 @@ pub const NUCLEUS_HOLE_EXTENT_UM: f64 = 10.0;
 /// closing; for models taught by the stain teacher, after re-cutting the edges by the
 /// hematoxylin ([`crate::stain_recut`]) and filling nuclear holes, as the teacher does.
 pub fn finishing(card: &ModelCard, mpp: f64) -> Postprocess {
+    method_finishing(card.method, mpp)
+}
+
+/// [`finishing`] of the masks of any model trained by `method`.
+pub fn method_finishing(method: Method, mpp: f64) -> Postprocess {
     let paper = Postprocess::at_mpp(mpp);
-    if card.method.finishes_like_the_stain_teacher() {
+    if method.finishes_like_the_stain_teacher() {
         paper
             .filling_holes_up_to(NUCLEUS_HOLE_EXTENT_UM, mpp)
             .recutting_by_stain(mpp)
@@ -313,6 +318,17 @@ mod tests {
     fn slide(mpp: Option<f64>) -> ImageSlide {
         let mpp = mpp.map(|m| (m, m));
         ImageSlide::from_rgb(Path::new("x.png"), vec![255; 64 * 48 * 3], 64, 48, mpp)
+    }
+
+    #[test]
+    fn only_stain_taught_masks_are_recut_and_hole_filled() {
+        let taught = method_finishing(Method::SelfTraining, 0.25);
+        assert!(taught.stain_recut().is_some());
+        assert_eq!(taught.hole_extent_px(), Some(40)); // 10 µm at 0.25 µm/px
+        for method in [Method::Contrastive, Method::Cdcl, Method::Hematoxylin] {
+            let paper = method_finishing(method, 0.25);
+            assert_eq!(paper, Postprocess::at_mpp(0.25), "{method:?}");
+        }
     }
 
     #[test]
