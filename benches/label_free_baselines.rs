@@ -15,8 +15,7 @@
 //!
 //! `cargo bench --bench label_free_baselines [-- DIR]` (default `../shared/data/monuseg-train`).
 
-use slidestream::model::luma;
-use slidestream::model::Method;
+use slidestream::model::{luma, Method};
 use slidestream::morphology::postprocess;
 use slidestream::scores::{Confusion, Scores};
 use slidestream::segment::{method_finishing, recut_density, Window};
