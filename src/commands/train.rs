@@ -105,8 +105,9 @@ pub struct TrainArgs {
     /// cdcl/SupOnly/self-training: share of the labeled sub-images whose masks are used:
     /// 1/32, 1/16, 1/8, 0.25, 10% ... [default for cdcl: 1/8]. The rest serve as unlabeled
     /// data; self-training learns every step from as many of these sub-images as crops.
-    /// With masks, pick `--student unet --width 16`: it holds its held-out Dice with them,
-    /// where they cost the confidence network (docs/benchmarks.md, "With a few masks").
+    /// With masks, pick `--student unet --width 16`: on MoNuSeg's bench split it holds its
+    /// held-out Dice with them, where they cost the confidence network; on a second split
+    /// it stays below the label-free default (docs/benchmarks.md, "With a few masks").
     #[arg(long, value_parser = crate::train::cdcl::parse_fraction)]
     pub labeled_fraction: Option<f64>,
     /// cdcl/SupOnly/self-training: seed of the choice of labeled sub-images (kept fixed
