@@ -265,18 +265,18 @@ fn split_large(
 
 /// The pixel count and bounding box of one label.
 #[derive(Debug, Clone, Copy)]
-struct Object {
-    area: u64,
+pub struct Object {
+    pub area: u64,
     /// The bounding box, both corners included.
-    x0: usize,
-    y0: usize,
-    x1: usize,
-    y1: usize,
+    pub x0: usize,
+    pub y0: usize,
+    pub x1: usize,
+    pub y1: usize,
 }
 
-/// The [`Object`] of every label `0..=max` of `labels` (index = label; 0 and absent labels
-/// have area 0).
-fn objects(labels: &[u32], width: usize) -> Vec<Object> {
+/// The [`Object`] of every label `0..=max` of a row-major label map `labels` (index =
+/// label; 0 and absent labels have area 0).
+pub fn objects(labels: &[u32], width: usize) -> Vec<Object> {
     let top = labels.iter().copied().max().unwrap_or(0) as usize;
     let empty = Object {
         area: 0,

@@ -10,7 +10,7 @@
 //! (`cargo bench --bench label_free_baselines`).
 
 use crate::stain_recut::taxicab_steps;
-use crate::watershed::label_components;
+use crate::watershed::{self, label_components, Object};
 
 /// How far (4-neighbour steps) an object's edge may move out or in: about 0.75 µm at 40×.
 const REACH_PX: u32 = 3;
@@ -30,13 +30,13 @@ pub fn object_cuts(
     height: usize,
     crop_cut: f32,
 ) -> Vec<f32> {
-    let (labels, count) = label_components(objects, width, height);
+    let (labels, _) = label_components(objects, width, height);
     let mut cuts = vec![f32::INFINITY; density.len()];
-    for bounds in object_bounds(&labels, width, count) {
-        let window = bounds.grown(2 * REACH_PX as usize, width, height);
+    for (label, box_) in object_boxes(&labels, width) {
+        let window = box_.grown(2 * REACH_PX as usize, width, height);
         let object: Vec<u8> = window
             .indices(width)
-            .map(|i| u8::from(labels[i] == bounds.label))
+            .map(|i| u8::from(labels[i] == label))
             .collect();
         let steps = taxicab_steps(&object, window.width(), window.height(), *RING_PX.end() + 1);
         let (mut inside, mut ring) = (Vec::new(), Vec::new());
@@ -65,10 +65,9 @@ pub fn object_cuts(
     cuts
 }
 
-/// An object's label and its bounding box, `x1`/`y1` exclusive.
+/// A box of crop pixels, `x1`/`y1` exclusive.
 #[derive(Clone, Copy)]
 struct Bounds {
-    label: u32,
     x0: usize,
     y0: usize,
     x1: usize,
@@ -83,7 +82,6 @@ impl Bounds {
             y0: self.y0.saturating_sub(margin),
             x1: (self.x1 + margin).min(width),
             y1: (self.y1 + margin).min(height),
-            ..self
         }
     }
 
@@ -101,29 +99,21 @@ impl Bounds {
     }
 }
 
-/// The bounding box of every label `1..=count`.
-fn object_bounds(labels: &[u32], width: usize, count: u32) -> Vec<Bounds> {
-    let mut bounds: Vec<Bounds> = (1..=count)
-        .map(|label| Bounds {
-            label,
-            x0: usize::MAX,
-            y0: usize::MAX,
-            x1: 0,
-            y1: 0,
+/// Each label of `labels` with its bounding box ([`watershed::objects`]).
+fn object_boxes(labels: &[u32], width: usize) -> impl Iterator<Item = (u32, Bounds)> {
+    watershed::objects(labels, width)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, object)| object.area > 0)
+        .map(|(label, Object { x0, y0, x1, y1, .. })| {
+            let box_ = Bounds {
+                x0,
+                y0,
+                x1: x1 + 1,
+                y1: y1 + 1,
+            };
+            (label as u32, box_)
         })
-        .collect();
-    for (i, &label) in labels.iter().enumerate() {
-        if label == 0 {
-            continue;
-        }
-        let (x, y) = (i % width, i / width);
-        let b = &mut bounds[label as usize - 1];
-        b.x0 = b.x0.min(x);
-        b.y0 = b.y0.min(y);
-        b.x1 = b.x1.max(x + 1);
-        b.y1 = b.y1.max(y + 1);
-    }
-    bounds
 }
 
 /// The median of `values` (the mean of the middle two for an even count); reorders them.
@@ -144,15 +134,19 @@ mod tests {
     use super::*;
     use crate::test_support::disk_raster;
 
+    /// The objects of a crop cut at `cut` (255 above it).
+    fn above(density: &[f32], cut: f32) -> Vec<u8> {
+        density
+            .iter()
+            .map(|&d| if d > cut { 255 } else { 0 })
+            .collect()
+    }
+
     #[test]
     fn an_objects_cut_lies_half_way_between_it_and_its_ring() {
         let side = 40;
         let density = disk_raster(side, 8.0, 0.9f32, 0.1);
-        let objects: Vec<u8> = density
-            .iter()
-            .map(|&d| if d > 0.3 { 255 } else { 0 })
-            .collect();
-        let cuts = object_cuts(&density, &objects, side, side, 0.3);
+        let cuts = object_cuts(&density, &above(&density, 0.3), side, side, 0.3);
         // Inside the object and up to 3 steps out: its own level, (0.9 + 0.1) / 2.
         assert_eq!(cuts[20 * side + 20], 0.5);
         assert_eq!(cuts[20 * side + 28 + 2], 0.5, "2 px outside the edge");
@@ -171,11 +165,7 @@ mod tests {
                 density[y * side + x + 30] = 0.4;
             }
         }
-        let objects: Vec<u8> = density
-            .iter()
-            .map(|&d| if d > 0.3 { 255 } else { 0 })
-            .collect();
-        let cuts = object_cuts(&density, &objects, side, side, 0.3);
+        let cuts = object_cuts(&density, &above(&density, 0.3), side, side, 0.3);
         assert_eq!(cuts[25 * side + 12], 0.5);
         assert!(
             (cuts[25 * side + 42] - 0.25).abs() < 1e-6,
