@@ -18,6 +18,7 @@
 use slidestream::gaussian::gaussian_smooth;
 use slidestream::instance_scores::InstanceScores;
 use slidestream::instances::{instance_map_path, read_instance_map};
+use slidestream::morphology::fill_holes;
 use slidestream::stain::{hematoxylin, otsu_thresholds};
 use slidestream::train::label_free::hematoxylin_masks;
 use slidestream::train::LabeledFolder;
@@ -45,43 +46,6 @@ const MASKS: [&str; 3] = [
     "hematoxylin σ2 > Otsu, filled",
 ];
 
-/// `mask` with every background region that does not reach the border (4-connected)
-/// turned to foreground, as `scipy.ndimage.binary_fill_holes`.
-fn fill_holes(mask: &[u8], width: usize, height: usize) -> Vec<u8> {
-    let mut outside = vec![false; mask.len()];
-    let mut stack = Vec::new();
-    let mut visit = |i: usize, stack: &mut Vec<usize>| {
-        if mask[i] == 0 && !outside[i] {
-            outside[i] = true;
-            stack.push(i);
-        }
-    };
-    for x in 0..width {
-        visit(x, &mut stack);
-        visit((height - 1) * width + x, &mut stack);
-    }
-    for y in 0..height {
-        visit(y * width, &mut stack);
-        visit(y * width + width - 1, &mut stack);
-    }
-    while let Some(i) = stack.pop() {
-        let (x, y) = (i % width, i / width);
-        if x > 0 {
-            visit(i - 1, &mut stack);
-        }
-        if x + 1 < width {
-            visit(i + 1, &mut stack);
-        }
-        if y > 0 {
-            visit(i - width, &mut stack);
-        }
-        if y + 1 < height {
-            visit(i + width, &mut stack);
-        }
-    }
-    outside.iter().map(|&o| u8::from(!o)).collect()
-}
-
 fn bytes(t: &Tensor) -> Vec<u8> {
     Vec::<u8>::try_from(t.to_kind(tch::Kind::Uint8).reshape([-1])).expect("u8 tensor")
 }
@@ -100,19 +64,16 @@ fn load(data: &Path) -> anyhow::Result<Vec<Image>> {
         let density = Vec::<f32>::try_from(hematoxylin(&rgb).reshape([-1])).expect("f32");
         let smooth = gaussian_smooth(&density, width, height, DENSITY_SIGMA_PX);
         let cut = otsu_thresholds(&Tensor::from_slice(&smooth).view([1, -1])).double_value(&[0]);
-        let above: Vec<u8> = smooth
+        let mut filled: Vec<u8> = smooth
             .iter()
-            .map(|&v| u8::from(f64::from(v) > cut))
+            .map(|&v| if f64::from(v) > cut { 255 } else { 0 })
             .collect();
+        fill_holes(&mut filled, width, height);
         images.push(Image {
             width,
             height,
             truth,
-            masks: vec![
-                bytes(&item.mask),
-                raw_cut,
-                fill_holes(&above, width, height),
-            ],
+            masks: vec![bytes(&item.mask), raw_cut, filled],
         });
     }
     Ok(images)
