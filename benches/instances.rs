@@ -9,6 +9,10 @@
 //!   threshold (`label_free::hematoxylin_masks`), raw, and smoothed first (Gaussian σ = 2
 //!   px) with holes filled, as the self-training teacher cuts it;
 //!
+//! - the self-training method's **stain teacher** (no labels) put through the finishing
+//!   `segment` gives a self-training model's mask (stain re-cut, holes, opening and
+//!   closing): what a trained student's objects must beat;
+//!
 //! then how the scores move with each parameter, and the separation's throughput
 //! (single thread, whole 1000×1000 images).
 //!
@@ -18,9 +22,12 @@
 use slidestream::gaussian::gaussian_smooth;
 use slidestream::instance_scores::InstanceScores;
 use slidestream::instances::{instance_map_path, read_instance_map};
+use slidestream::model::Method;
 use slidestream::morphology::fill_holes;
+use slidestream::segment::{finish_whole_region, method_finishing};
 use slidestream::stain::{hematoxylin, otsu_thresholds};
 use slidestream::train::label_free::hematoxylin_masks;
+use slidestream::train::stain_teacher::{stain_targets, IGNORE_BAND, TEACHER_SIGMA_PX};
 use slidestream::train::LabeledFolder;
 use slidestream::watershed::{
     distance_transform, flood, h_maxima, label_components, separate, SeparationParams,
@@ -40,10 +47,11 @@ struct Image {
 /// Smoothing of the hematoxylin density before the cut, px (as the stain teacher).
 const DENSITY_SIGMA_PX: f32 = 2.0;
 
-const MASKS: [&str; 3] = [
+const MASKS: [&str; 4] = [
     "true mask",
     "hematoxylin > Otsu",
     "hematoxylin σ2 > Otsu, filled",
+    "stain teacher, finished as `segment` finishes a self-training model",
 ];
 
 fn bytes(t: &Tensor) -> Vec<u8> {
@@ -52,6 +60,8 @@ fn bytes(t: &Tensor) -> Vec<u8> {
 
 fn load(data: &Path) -> anyhow::Result<Vec<Image>> {
     let set = LabeledFolder::open(data)?.labeled()?;
+    // MoNuSeg's scale, as the label-free baselines bench.
+    let finish = method_finishing(Method::SelfTraining, 0.25);
     let mut images = Vec::new();
     for item in &set.items {
         let Some(map) = instance_map_path(data, &item.path) else {
@@ -69,11 +79,13 @@ fn load(data: &Path) -> anyhow::Result<Vec<Image>> {
             .map(|&v| if f64::from(v) > cut { 255 } else { 0 })
             .collect();
         fill_holes(&mut filled, width, height);
+        let teacher = stain_targets(&rgb, TEACHER_SIGMA_PX, IGNORE_BAND).target;
+        let finished_teacher = finish_whole_region(&finish, &bytes(&teacher), &item.rgb_region());
         images.push(Image {
             width,
             height,
             truth,
-            masks: vec![bytes(&item.mask), raw_cut, filled],
+            masks: vec![bytes(&item.mask), raw_cut, filled, finished_teacher],
         });
     }
     Ok(images)

@@ -18,8 +18,7 @@
 use slidestream::model::{luma, Method};
 use slidestream::morphology::postprocess;
 use slidestream::scores::{Confusion, Scores};
-use slidestream::segment::{method_finishing, recut_density, Window};
-use slidestream::slide::RgbRegion;
+use slidestream::segment::{finish_whole_region, method_finishing};
 use slidestream::stain::{hematoxylin, otsu_thresholds};
 use slidestream::train::stain_teacher::{stain_targets, IGNORE_BAND, TEACHER_SIGMA_PX};
 use slidestream::train::{fit_gray_threshold, Labeled, LabeledFolder};
@@ -169,30 +168,10 @@ fn main() -> anyhow::Result<()> {
 fn print_finished_row(name: &str, items: &[Labeled], masks: &[Vec<u8>]) {
     const MPP: f64 = 0.25;
     let finish = method_finishing(Method::SelfTraining, MPP);
-    let recut = finish
-        .stain_recut()
-        .expect("self-training masks are re-cut");
     let finished: Vec<Vec<u8>> = items
         .iter()
         .zip(masks)
-        .map(|(item, mask)| {
-            let (height, width) = (item.mask.size()[0] as u32, item.mask.size()[1] as u32);
-            let pixels = Vec::<u8>::try_from(item.image.permute([1, 2, 0]).contiguous().view([-1]))
-                .expect("u8 image tensor");
-            let region = RgbRegion {
-                width,
-                height,
-                pixels,
-            };
-            let whole = Window {
-                x: 0,
-                y: 0,
-                width,
-                height,
-            };
-            let density = recut_density(recut, &region, whole);
-            finish.apply(mask, width as usize, height as usize, Some(&density))
-        })
+        .map(|(item, mask)| finish_whole_region(&finish, mask, &item.rgb_region()))
         .collect();
     let (finished, _) = score(items, &finished);
     print_row(name, (finished, finished));

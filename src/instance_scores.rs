@@ -1,5 +1,6 @@
 //! Object-level scores of a predicted instance label map against the true one: AJI,
-//! object F1 (with precision and recall) and panoptic quality.
+//! object F1 (with precision and recall) and panoptic quality, and why the unmatched
+//! objects missed ([`misses`]).
 //!
 //! Label maps are row-major `u32` slices of one image, `0` = background and every other
 //! value one object (ids need not be contiguous; an object need not be connected). All
@@ -28,7 +29,10 @@
 //! objects in either map every score is 1.0; with objects in only one of them AJI, F1, PQ,
 //! SQ, RQ, precision and recall are all 0.0.
 
+pub mod misses;
+
 use crate::scores::ratio;
+pub use misses::MissCauses;
 use std::collections::HashMap;
 
 /// Object scores of one image, or (from [`InstanceScores::mean`]) their mean over images.
@@ -54,6 +58,10 @@ pub struct InstanceScores {
     pub predicted_objects: u64,
     /// Pairs matched at IoU > 0.5 (for a mean: the total over the images).
     pub matched: u64,
+    /// Why the other objects went unmatched (for a mean: the totals over the images).
+    /// Reports written before it was added read as all zeros.
+    #[serde(default)]
+    pub misses: MissCauses,
 }
 
 impl InstanceScores {
@@ -70,8 +78,10 @@ impl InstanceScores {
     pub fn mean<'a>(scores: impl IntoIterator<Item = &'a InstanceScores>) -> Option<Self> {
         let mut sum = [0.0; 7];
         let mut counts = [0u64; 3];
+        let mut misses = MissCauses::default();
         let mut images = 0usize;
         for s in scores {
+            misses = misses.plus(&s.misses);
             let fields = [s.aji, s.f1, s.precision, s.recall, s.pq, s.sq, s.rq];
             for (total, value) in sum.iter_mut().zip(fields) {
                 *total += value;
@@ -101,6 +111,7 @@ impl InstanceScores {
             true_objects,
             predicted_objects,
             matched,
+            misses,
         })
     }
 }
@@ -252,6 +263,7 @@ impl Contingency {
             true_objects: n_true,
             predicted_objects: n_pred,
             matched,
+            misses: MissCauses::of(self),
         }
     }
 }
@@ -317,6 +329,14 @@ mod tests {
         assert!(close(s.pq, 17.0 / 48.0), "pq {}", s.pq);
         assert!(close(s.pq, s.sq * s.rq));
         assert_eq!((s.true_objects, s.predicted_objects, s.matched), (4, 4, 2));
+        // P2 lies inside A, holding a quarter of it; P4 is on nothing; P3 holds most of C
+        // and of B; D is not found.
+        let m = s.misses;
+        assert_eq!(
+            (m.predicted_part, m.predicted_on_no_nucleus, m.predicted()),
+            (1, 1, 2)
+        );
+        assert_eq!((m.true_merged, m.true_not_found, m.truth()), (1, 1, 2));
     }
 
     #[test]
@@ -383,6 +403,10 @@ mod tests {
         assert_eq!(m.aji, 0.5);
         assert_eq!(m.f1, 0.5);
         assert_eq!((m.true_objects, m.predicted_objects, m.matched), (2, 2, 1));
+        assert_eq!(
+            (m.misses.true_not_found, m.misses.predicted_on_no_nucleus),
+            (1, 1)
+        );
         assert!(InstanceScores::mean([]).is_none());
     }
 }

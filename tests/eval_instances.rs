@@ -220,6 +220,19 @@ fn instance_scores_of_touching_merged_and_separate_nuclei() {
     assert_eq!(raw["true_objects"], 2);
     assert_eq!(raw["predicted_objects"], 1);
     assert_eq!(raw["matched"], 1);
+    // B's miss is a merge: P holds all of B and most of A.
+    let misses = &raw["misses"];
+    assert_eq!(misses["true_merged"], 1, "{misses}");
+    let total = |prefix: &str| -> u64 {
+        misses
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((total("predicted_"), total("true_")), (0, 1), "{misses}");
 
     // b, raw: perfect.
     for field in FIELDS {
@@ -244,6 +257,7 @@ fn instance_scores_of_touching_merged_and_separate_nuclei() {
     assert!(text.status.success());
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("3 of 4 images scored"), "{text}");
+    assert!(text.contains("true 1: 0 not found, 1 merged"), "{text}");
     assert!(text.contains("aji"), "{text}");
 }
 

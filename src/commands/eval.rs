@@ -13,14 +13,15 @@
 //! equals the `val_dice` that model.json records for the chosen channel.
 
 use crate::commands::segment::RunOverrides;
-use crate::instance_scores::InstanceScores;
+use crate::instance_scores::{InstanceScores, MissCauses};
 use crate::instances::{
     check_instance_map_size, instance_map_path, instances_of, read_instance_map,
 };
 use crate::pipeline::{progress_bar, CancelToken, PipelineError};
 use crate::scores::{Confusion, Scores};
 use crate::segment::{
-    finishing, model_mpp, parse_mpp, plan_geometry, recut_density, Predictor, TargetScale, Window,
+    finish_whole_region, finishing, model_mpp, parse_mpp, plan_geometry, Predictor, TargetScale,
+    Window,
 };
 use crate::slide::grid::Rect;
 use crate::slide::resolution::image_mpp;
@@ -206,10 +207,14 @@ fn score_image(
     scale: EvalScale,
 ) -> anyhow::Result<ImageScores> {
     let (width, height) = size_of(item);
-    let pixels = Vec::<u8>::try_from(item.image.permute([1, 2, 0]).contiguous().view([-1]))
-        .expect("u8 image tensor");
     let tags = image_mpp(&item.path)?;
-    let slide = ImageSlide::from_rgb(&item.path, pixels, width.into(), height.into(), tags);
+    let slide = ImageSlide::from_rgb(
+        &item.path,
+        item.rgb_region().pixels,
+        width.into(),
+        height.into(),
+        tags,
+    );
     let train_mpp = predictor.card().train_mpp;
     let geometry = plan_geometry(&slide, 0, scale.target_mpp, scale.mpp, train_mpp)?;
     let model_mpp = model_mpp(&geometry, train_mpp);
@@ -239,11 +244,8 @@ fn score_image(
         .predict(&[&image], &[whole], stain_gamma)
         .pop()
         .expect("one mask per image");
-    let finish = finishing(predictor.card(), model_mpp);
-    let density = finish
-        .stain_recut()
-        .map(|recut| recut_density(recut, &image, whole));
-    let cleaned_model = finish.apply(&raw_model, mw as usize, mh as usize, density.as_deref());
+    let cleaned_model =
+        finish_whole_region(&finishing(predictor.card(), model_mpp), &raw_model, &image);
     let (raw, cleaned) = (
         geometry.to_output(&raw_model),
         geometry.to_output(&cleaned_model),
@@ -281,6 +283,30 @@ fn scale_note(images: &[ImageScores], train_mpp: Option<f64>) -> String {
          records none and --mpp is not given)",
         images.len()
     )
+}
+
+/// Why the post-processed objects went unmatched, summed over the images (the causes of
+/// [`MissCauses`]).
+fn print_misses(m: &MissCauses) {
+    println!(
+        "unmatched postprocessed: predicted {}: {} on no true nucleus, {} merging nuclei, \
+         {} part of a nucleus, {} outline off",
+        m.predicted(),
+        m.predicted_on_no_nucleus,
+        m.predicted_merging,
+        m.predicted_part,
+        m.predicted_outline_off
+    );
+    println!(
+        "                         true {}: {} not found, {} merged, {} split, {} too small, \
+         {} outline off",
+        m.truth(),
+        m.true_not_found,
+        m.true_merged,
+        m.true_split,
+        m.true_too_small,
+        m.true_outline_off
+    );
 }
 
 /// The mean scores as a small table.
@@ -338,6 +364,7 @@ fn print_instances_text(report: &EvalReport) {
             s.matched
         );
     }
+    print_misses(&post.misses);
     let rows: Vec<(String, &ImageScores, &InstanceScores, &InstanceScores)> = report
         .images
         .iter()

@@ -41,7 +41,7 @@ mod summary;
 
 pub use measurements::LengthUnit;
 pub use overlay::{caption_height, with_caption, Caption, Coverage};
-pub use pixel_values::recut_density;
+pub use pixel_values::finish_whole_region;
 pub use predict::{Predictor, Window};
 pub use scale::{
     finishing, method_finishing, model_mpp, parse_mpp, plan_geometry, ScaleUsed, TargetScale,

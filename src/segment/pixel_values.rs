@@ -7,6 +7,7 @@
 //! density, smoothed, is what the stain re-cut of the post-processing reads
 //! ([`recut_density`]).
 
+use crate::morphology::Postprocess;
 use crate::segment::predict::Window;
 use crate::slide::RgbRegion;
 use crate::stain::{inverse, MIN_INTENSITY, RGB_FROM_HED};
@@ -108,6 +109,27 @@ pub fn recut_density(recut: &StainRecut, region: &RgbRegion, window: Window) -> 
             window.width as usize,
             window.height as usize,
         ),
+    )
+}
+
+/// `mask`, the model's over all of `region`, finished by `finish` (re-cut by the region's own
+/// hematoxylin where `finish` re-cuts, then holes, opening and closing): what `segment`
+/// writes for an image read whole, as `eval` and the benchmarks score it.
+pub fn finish_whole_region(finish: &Postprocess, mask: &[u8], region: &RgbRegion) -> Vec<u8> {
+    let whole = Window {
+        x: 0,
+        y: 0,
+        width: region.width,
+        height: region.height,
+    };
+    let density = finish
+        .stain_recut()
+        .map(|recut| recut_density(recut, region, whole));
+    finish.apply(
+        mask,
+        region.width as usize,
+        region.height as usize,
+        density.as_deref(),
     )
 }
 

@@ -6,6 +6,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
+use crate::slide::RgbRegion;
 use crate::stain::hematoxylin_cut;
 
 /// Failures reading training or validation data; each names the file or folder.
@@ -164,6 +165,17 @@ impl Labeled {
     /// The image as 1×3×H×W f32 in [0, 1] on `device`.
     pub fn image_f32(&self, device: Device) -> Tensor {
         to_unit(&self.image.unsqueeze(0), device)
+    }
+
+    /// The image as a region of interleaved RGB bytes, as a slide reads one.
+    pub fn rgb_region(&self) -> RgbRegion {
+        let pixels = Vec::<u8>::try_from(self.image.permute([1, 2, 0]).contiguous().view([-1]))
+            .expect("u8 image tensor");
+        RgbRegion {
+            width: self.image.size()[2] as u32,
+            height: self.image.size()[1] as u32,
+            pixels,
+        }
     }
 }
 
