@@ -13,8 +13,8 @@
 //!   `segment` gives a self-training model's mask (stain re-cut, holes, opening and
 //!   closing): what a trained student's objects must beat;
 //!
-//! then how the scores move with each parameter, and the separation's throughput
-//! (single thread, whole 1000×1000 images).
+//! then why each mask's objects miss (`eval`'s causes), how the scores move with each
+//! parameter, and the separation's throughput (single thread, whole 1000×1000 images).
 //!
 //! `cargo bench --bench instances [-- DIR]` (default `../shared/data/monuseg-train`;
 //! skipped with a message when the folder is absent).
@@ -171,6 +171,30 @@ fn main() -> anyhow::Result<()> {
             name,
             "watershed",
             &mean(&images, which, watershed(defaults)),
+        );
+    }
+
+    println!();
+    println!("Why the watershed's objects miss (`eval`'s causes, summed over the images):");
+    println!();
+    println!(
+        "| mask | predicted: on no nucleus | merging | part | outline off \
+         | true: not found | merged | split | too small | outline off |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (which, name) in MASKS.iter().enumerate() {
+        let m = mean(&images, which, watershed(defaults)).misses;
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            m.predicted_on_no_nucleus,
+            m.predicted_merging,
+            m.predicted_part,
+            m.predicted_outline_off,
+            m.true_not_found,
+            m.true_merged,
+            m.true_split,
+            m.true_too_small,
+            m.true_outline_off
         );
     }
 
