@@ -128,7 +128,9 @@ enum Command {
     },
     /// Score a trained run against labeled images: Dice, IoU, precision, recall, accuracy
     /// and specificity per image and mean, raw and after post-processing; where
-    /// DIR/instances/<stem>.png exists, also objects: AJI, object F1 and PQ.
+    /// DIR/instances/<stem>.png exists, also objects: AJI, object F1 and PQ, and why each
+    /// unmatched object missed (on no true nucleus, merging, part of one, outline off; not
+    /// found, merged, split, too small).
     Eval {
         #[command(flatten)]
         args: eval::EvalArgs,
