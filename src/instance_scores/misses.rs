@@ -63,6 +63,7 @@ impl MissCauses {
         let mut inside_truth = vec![0u64; table.pred.len()];
         let mut inside_pred = vec![0u64; table.truth.len()];
         let mut true_held = vec![0u32; table.pred.len()];
+        let mut part_of_one = vec![false; table.pred.len()];
         for &(t, p, inter) in &table.overlaps {
             if holds_most(inter, true_area(t) + pred_area(p) - inter) {
                 true_matched[t] = true;
@@ -70,22 +71,20 @@ impl MissCauses {
             }
             inside_truth[p] += inter;
             inside_pred[t] += inter;
-            true_held[p] += u32::from(holds_most(inter, true_area(t)));
+            let holds_most_of_t = holds_most(inter, true_area(t));
+            true_held[p] += u32::from(holds_most_of_t);
+            part_of_one[p] |= holds_most(inter, pred_area(p)) && !holds_most_of_t;
         }
         let merging = |p: usize| true_held[p] >= 2;
         let almost_none = |inside: u64, area: u64| (inside as f64) < ALMOST_NONE * area as f64;
 
         let mut causes = MissCauses::default();
         for p in (0..table.pred.len()).filter(|&p| !pred_matched[p]) {
-            let area = pred_area(p);
-            let part_of_one = table.overlaps.iter().any(|&(t, q, inter)| {
-                q == p && holds_most(inter, area) && !holds_most(inter, true_area(t))
-            });
-            let count = if almost_none(inside_truth[p], area) {
+            let count = if almost_none(inside_truth[p], pred_area(p)) {
                 &mut causes.predicted_on_no_nucleus
             } else if merging(p) {
                 &mut causes.predicted_merging
-            } else if part_of_one {
+            } else if part_of_one[p] {
                 &mut causes.predicted_part
             } else {
                 &mut causes.predicted_outline_off
@@ -178,7 +177,7 @@ mod tests {
 
     #[test]
     fn every_cause_by_hand() {
-        // Each band of rows shows one case (truth left, prediction right):
+        // Each band of rows holds one case (the same rows of the truth and the prediction):
         //   A, split into 1 and 2 (4 px each of its 12): A split, 1 and 2 parts;
         //   B, 12 px, with 3 (4 px) inside: B too small, 3 a part;
         //   C (4 px) and 4 shifted by two (overlap 2, IoU 1/3): both outline off;
