@@ -5,7 +5,7 @@
 //! what a mean over a nucleus's hundreds of pixels can resolve), the density to a `u16` in
 //! thousandths (no clamping: the darkest pixel is below 12 OD). The same hematoxylin
 //! density, smoothed, is what the stain re-cut of the post-processing reads
-//! ([`recut_density`]).
+//! ([`recut_density`]; [`finish_whole_region`] for an image finished whole).
 
 use crate::morphology::Postprocess;
 use crate::segment::predict::Window;

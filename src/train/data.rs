@@ -360,3 +360,27 @@ impl CropSource for LabeledFolder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rgb_region_interleaves_the_channels_row_by_row() {
+        // 3×2×3 image whose byte names its channel, row and column: 100c + 10y + x.
+        let values: Vec<u8> = (0..3u8)
+            .flat_map(|c| (0..2u8).flat_map(move |y| (0..3u8).map(move |x| 100 * c + 10 * y + x)))
+            .collect();
+        let labeled = Labeled {
+            path: PathBuf::from("a.png"),
+            image: Tensor::from_slice(&values).view([3, 2, 3]),
+            mask: Tensor::zeros([2, 3], (Kind::Bool, Device::Cpu)),
+        };
+        let region = labeled.rgb_region();
+        assert_eq!((region.width, region.height), (3, 2));
+        // Pixel (x 2, y 1): R 12, G 112, B 212.
+        let at = (3 + 2) * 3;
+        assert_eq!(&region.pixels[at..at + 3], &[12, 112, 212]);
+        assert_eq!(region.pixels.len(), 18);
+    }
+}
