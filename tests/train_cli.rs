@@ -38,6 +38,20 @@ fn quick_without(flags: &[&str]) -> Vec<&'static str> {
         .collect()
 }
 
+/// `slidestream -q train` with `settings`, then `extra` flags, on `data`, into `out`.
+fn train(settings: &[&str], data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    binary()
+        .args(["-q", "train"])
+        .args(settings)
+        .args(extra)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 /// `slidestream train` with the quick settings on `data`, into `out`, plus `extra` flags
 /// (which may choose another `--method`).
 fn run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
@@ -46,16 +60,7 @@ fn run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     } else {
         QUICK.to_vec()
     };
-    binary()
-        .args(["-q", "train"])
-        .args(quick)
-        .args(extra)
-        .arg("--data")
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap()
+    train(&quick, data, out, extra)
 }
 
 #[test]
@@ -96,25 +101,19 @@ fn folder_training_writes_a_complete_run_dir() {
 /// `slidestream train` without `--method` (self-training), two small steps on `data` into
 /// `out`, plus `extra` flags.
 fn quick_default_method(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    binary()
-        .args([
-            "-q",
-            "train",
-            "--crop",
-            "96",
-            "--batch",
-            "2",
-            "--max-steps",
-            "2",
-        ])
-        .args(["--mpp", "0.25", "--device", "cpu"])
-        .args(extra)
-        .arg("--data")
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap()
+    let settings = [
+        "--crop",
+        "96",
+        "--batch",
+        "2",
+        "--max-steps",
+        "2",
+        "--mpp",
+        "0.25",
+        "--device",
+        "cpu",
+    ];
+    train(&settings, data, out, extra)
 }
 
 /// Without `--method`, `train` runs the label-free self-training method, which calibrates
