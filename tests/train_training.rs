@@ -9,7 +9,6 @@ use rand_chacha::ChaCha8Rng;
 use slidestream::model::{load_run, Architecture, LoadedModel, Method, Selection};
 use slidestream::scores::Confusion;
 use slidestream::segment::{Predictor, Window};
-use slidestream::slide::RgbRegion;
 use slidestream::stain::hematoxylin_cut_of_regions;
 use slidestream::train::{
     finished_mark, finished_runs, percentile, read_metrics, seed_dir, train, train_seeds, Batch,
@@ -476,14 +475,8 @@ fn self_training_learns_the_disks(student: Student) {
         .items
         .iter()
         .map(|item| {
-            let size = item.image.size();
-            let (width, height) = (size[2] as u32, size[1] as u32);
-            let image = RgbRegion {
-                width,
-                height,
-                pixels: Vec::<u8>::try_from(item.image.permute([1, 2, 0]).contiguous().view([-1]))
-                    .unwrap(),
-            };
+            let image = item.rgb_region();
+            let (width, height) = (image.width, image.height);
             let gamma = predictor
                 .stain_gamma(|| {
                     Ok::<_, std::convert::Infallible>(hematoxylin_cut_of_regions(

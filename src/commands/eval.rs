@@ -153,7 +153,7 @@ pub fn instance_maps(
         .map(|item| {
             let path = instance_map_path(dir, &item.path);
             if let Some(path) = &path {
-                let (width, height) = size_of(item);
+                let (width, height) = item.size();
                 check_instance_map_size(path, width, height)?;
             }
             Ok(path)
@@ -179,7 +179,7 @@ pub fn score_set(
         }
         let truth = match instance_maps.and_then(|maps| maps[i].as_ref()) {
             Some(path) => {
-                let (width, height) = size_of(item);
+                let (width, height) = item.size();
                 Some(read_instance_map(path, width, height)?)
             }
             None => None,
@@ -192,11 +192,6 @@ pub fn score_set(
 }
 
 /// Width and height of a labeled image.
-fn size_of(item: &Labeled) -> (u32, u32) {
-    let size = item.image.size();
-    (size[2] as u32, size[1] as u32)
-}
-
 /// Predicts `item` whole at the model's scale (see [`EvalScale`]) and scores the raw and
 /// post-processed masks at the image's pixels: against its mask, and as objects
 /// ([`instances_of`]) against `truth_instances` when given (a label map of the image's size).
@@ -206,15 +201,10 @@ fn score_image(
     truth_instances: Option<&[u32]>,
     scale: EvalScale,
 ) -> anyhow::Result<ImageScores> {
-    let (width, height) = size_of(item);
+    let region = item.rgb_region();
+    let (width, height) = (region.width, region.height);
     let tags = image_mpp(&item.path)?;
-    let slide = ImageSlide::from_rgb(
-        &item.path,
-        item.rgb_region().pixels,
-        width.into(),
-        height.into(),
-        tags,
-    );
+    let slide = ImageSlide::from_rgb(&item.path, region.pixels, width.into(), height.into(), tags);
     let train_mpp = predictor.card().train_mpp;
     let geometry = plan_geometry(&slide, 0, scale.target_mpp, scale.mpp, train_mpp)?;
     let model_mpp = model_mpp(&geometry, train_mpp);

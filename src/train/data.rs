@@ -167,13 +167,20 @@ impl Labeled {
         to_unit(&self.image.unsqueeze(0), device)
     }
 
+    /// Width and height in pixels.
+    pub fn size(&self) -> (u32, u32) {
+        let size = self.image.size();
+        (size[2] as u32, size[1] as u32)
+    }
+
     /// The image as a region of interleaved RGB bytes, as a slide reads one.
     pub fn rgb_region(&self) -> RgbRegion {
         let pixels = Vec::<u8>::try_from(self.image.permute([1, 2, 0]).contiguous().view([-1]))
             .expect("u8 image tensor");
+        let (width, height) = self.size();
         RgbRegion {
-            width: self.image.size()[2] as u32,
-            height: self.image.size()[1] as u32,
+            width,
+            height,
             pixels,
         }
     }
@@ -377,6 +384,7 @@ mod tests {
             mask: Tensor::zeros([2, 3], (Kind::Bool, Device::Cpu)),
         };
         let region = labeled.rgb_region();
+        assert_eq!(labeled.size(), (3, 2));
         assert_eq!((region.width, region.height), (3, 2));
         // Pixel (x 2, y 1): R 12, G 112, B 212.
         let at = (3 + 2) * 3;
